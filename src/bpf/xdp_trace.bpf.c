@@ -1,0 +1,258 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * wirescope packets: one event per packet at XDP (ingress) and TC (egress).
+ * An observer: every path returns XDP_PASS / TC_ACT_UNSPEC, whatever the packet.
+ */
+#include "common.bpf.h"
+#include "xdp_trace.h"
+#include "parse.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+/* Filters and options; the user side fills this before load. */
+const volatile struct xdp_config cfg = {};
+
+/* Keep these types in BTF so the Rust side uses the generated definitions. */
+struct pkt_event _pkt_event_btf = {};
+enum counter _counter_btf = COUNTER_SEEN;
+enum xdp_trace_counter _xdp_trace_counter_btf = COUNTER_MALFORMED;
+enum xdp_trace_limits _xdp_trace_limits_btf = MAX_PORTS;
+enum family _family_btf = FAMILY_OTHER;
+enum direction _direction_btf = DIR_INGRESS;
+
+/* Staging area for records that carry packet bytes (variable size). */
+struct pkt_scratch {
+	struct pkt_event ev;
+	__u8 data[MAX_SNAPLEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct pkt_scratch);
+} scratch SEC(".maps");
+
+/* Matching packets seen on this CPU, for --sample. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} sample_seq SEC(".maps");
+
+#define TC_ACT_UNSPEC_ (-1) /* "no opinion": the next filter or tcx program decides */
+
+static __always_inline int cidr_match(const volatile struct cidr *c, const struct parsed *p,
+				      const __u8 *addr)
+{
+	__u32 full = c->prefix_len / 8;
+	__u32 rem = c->prefix_len % 8;
+
+	if (p->family != c->family)
+		return 0;
+#pragma unroll
+	for (int i = 0; i < ADDR_LEN; i++) {
+		if (i < full) {
+			if (addr[i] != c->addr[i])
+				return 0;
+		} else if (i == full && rem) {
+			__u8 mask = (__u8)(0xff << (8 - rem));
+
+			if ((addr[i] & mask) != c->addr[i])
+				return 0;
+		}
+	}
+	return 1;
+}
+
+static __always_inline int port_match(const struct parsed *p)
+{
+	if (!p->has_l4 || (p->proto != IPPROTO_TCP_ && p->proto != IPPROTO_UDP_))
+		return 0;
+#pragma unroll
+	for (int i = 0; i < MAX_PORTS; i++) {
+		if (i >= cfg.n_ports)
+			break;
+		if (p->sport == cfg.ports[i] || p->dport == cfg.ports[i])
+			return 1;
+	}
+	return 0;
+}
+
+static __always_inline int wanted(const struct parsed *p)
+{
+	if (cfg.family && p->family != cfg.family)
+		return 0;
+	if (cfg.proto == PROTO_ANY_ICMP) {
+		if (p->family == FAMILY_OTHER ||
+		    (p->proto != IPPROTO_ICMP_ && p->proto != IPPROTO_ICMPV6_))
+			return 0;
+	} else if (cfg.proto && (p->family == FAMILY_OTHER || p->proto != cfg.proto)) {
+		return 0;
+	}
+	if (cfg.n_ports && !port_match(p))
+		return 0;
+	if (cfg.src.family && !cidr_match(&cfg.src, p, p->saddr))
+		return 0;
+	if (cfg.dst.family && !cidr_match(&cfg.dst, p, p->daddr))
+		return 0;
+	return 1;
+}
+
+/* 1 in cfg.sample matching packets, counted per CPU (the first one is kept). */
+static __always_inline int sampled_in(void)
+{
+	__u32 zero = 0;
+	__u64 *seq;
+	__u64 n;
+
+	if (cfg.sample <= 1)
+		return 1;
+	seq = bpf_map_lookup_elem(&sample_seq, &zero);
+	if (!seq)
+		return 1;
+	n = *seq;
+	*seq = n + 1;
+	return n % cfg.sample == 0;
+}
+
+static __always_inline void fill(struct pkt_event *e, const struct parsed *p, __u32 ifindex,
+				 __u32 len, __u8 dir)
+{
+	e->ts_ns = bpf_ktime_get_ns();
+	e->ifindex = ifindex;
+	e->len = len;
+	e->cap_len = 0;
+	e->ethertype = p->ethertype;
+	e->vlan = p->vlan;
+	e->inner_vlan = p->inner_vlan;
+	e->sport = p->sport;
+	e->dport = p->dport;
+	e->vlans = p->vlans;
+	e->direction = dir;
+	e->family = p->family;
+	e->proto = p->proto;
+	e->has_l4 = p->has_l4;
+	e->tcp_flags = p->tcp_flags;
+	e->icmp_type = p->icmp_type;
+	e->icmp_code = p->icmp_code;
+	__builtin_memcpy(e->saddr, p->saddr, ADDR_LEN);
+	__builtin_memcpy(e->daddr, p->daddr, ADDR_LEN);
+}
+
+/* Copy up to `want` bytes of an XDP frame; returns how many were copied. */
+static __always_inline __u32 copy_frame(void *data, void *data_end, __u8 *dst, __u32 want)
+{
+	__u32 off = 0;
+
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < MAX_SNAPLEN / SNAP_CHUNK; i++) {
+		if (off + SNAP_CHUNK > want || data + off + SNAP_CHUNK > data_end)
+			break;
+#pragma unroll
+		for (int k = 0; k < SNAP_CHUNK / 8; k++)
+			((__u64 *)(dst + off))[k] = ((__u64 *)(data + off))[k];
+		off += SNAP_CHUNK;
+	}
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < SNAP_CHUNK - 1; i++) {
+		if (off >= want || off >= MAX_SNAPLEN || data + off + 1 > data_end)
+			break;
+		dst[off] = *(__u8 *)(data + off);
+		off++;
+	}
+	return off;
+}
+
+/*
+ * Parse, count, filter and emit one packet. `skb` is NULL at XDP; at TC the
+ * captured bytes are read with bpf_skb_load_bytes so that paged data counts.
+ */
+static __always_inline void trace(struct __sk_buff *skb, void *data, void *data_end,
+				  __u32 ifindex, __u32 len, __u8 dir, int hw_tagged, __u16 hw_tci)
+{
+	struct parsed p = {};
+	struct pkt_event *e;
+	int status;
+
+	count(COUNTER_SEEN);
+	status = parse_packet(data, data_end, hw_tagged, hw_tci, &p);
+	if (status == PARSE_MALFORMED) {
+		count(COUNTER_MALFORMED);
+		return;
+	}
+	if (status == PARSE_NON_IP)
+		count(COUNTER_NON_IP);
+	if (!wanted(&p)) {
+		count(COUNTER_FILTERED);
+		return;
+	}
+	if (!sampled_in()) {
+		count(COUNTER_SAMPLED_OUT);
+		return;
+	}
+
+	if (cfg.snaplen) {
+		__u32 zero = 0;
+		struct pkt_scratch *s = bpf_map_lookup_elem(&scratch, &zero);
+		__u32 want = len < cfg.snaplen ? len : cfg.snaplen;
+		__u32 got;
+
+		if (!s)
+			return;
+		if (want > MAX_SNAPLEN)
+			want = MAX_SNAPLEN;
+		fill(&s->ev, &p, ifindex, len, dir);
+		if (skb) {
+			got = 0;
+			if (want > 0 && bpf_skb_load_bytes(skb, 0, s->data, want) == 0)
+				got = want;
+		} else {
+			got = copy_frame(data, data_end, s->data, want);
+		}
+		if (got > MAX_SNAPLEN)
+			return;
+		s->ev.cap_len = got;
+		output(s, sizeof(s->ev) + got);
+		return;
+	}
+
+	e = reserve(sizeof(*e));
+	if (!e)
+		return;
+	fill(e, &p, ifindex, len, dir);
+	submit(e);
+}
+
+SEC("xdp")
+int xdp_ingress(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+
+	trace(NULL, data, data_end, ctx->ingress_ifindex, (__u32)(data_end - data), DIR_INGRESS,
+	      0, 0);
+	return XDP_PASS;
+}
+
+/* Bytes of headers we want in the linear area before parsing at TC. */
+#define TC_PARSE_LEN 128
+
+SEC("tc")
+int tc_egress(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	__u32 want = skb->len < TC_PARSE_LEN ? skb->len : TC_PARSE_LEN;
+
+	if (data + want > data_end) {
+		/* headers in paged data: make them linear (content is unchanged) */
+		bpf_skb_pull_data(skb, want);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	trace(skb, data, data_end, skb->ifindex, skb->len, DIR_EGRESS, skb->vlan_present,
+	      skb->vlan_tci);
+	return TC_ACT_UNSPEC_;
+}

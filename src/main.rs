@@ -1,0 +1,403 @@
+//! wirescope: trace a Linux host's network from inside the kernel with eBPF.
+//! This file is the command line and dispatch only; each command lives in its
+//! own module.
+
+mod addr;
+mod netattach;
+mod output;
+mod packets;
+mod pcap;
+mod runner;
+mod sys;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
+
+use addr::Cidr;
+use netattach::XdpMode;
+
+const EXAMPLES: &str = "\
+Examples:
+  wirescope packets -i eth0                       every packet arriving on eth0
+  wirescope packets -i eth0 --direction both -P 443 --json
+  wirescope packets -i eth0 --src 10.0.0.0/8 --proto tcp --count 100
+  wirescope packets -i eth0 --pcap /tmp/x.pcap --snaplen 128 --duration 10
+
+Run as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "wirescope",
+    version,
+    about = "Trace this host's network from inside the kernel with eBPF",
+    after_help = EXAMPLES
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Packet by packet: XDP at ingress, TC at egress
+    #[command(after_help = EXAMPLES)]
+    Packets(PacketsArgs),
+}
+
+/// Options every tracing command has.
+#[derive(Args, Debug, Clone)]
+struct CommonArgs {
+    /// Print JSON Lines instead of a table
+    #[arg(long)]
+    json: bool,
+    /// End after SECS seconds (fractions allowed)
+    #[arg(long, value_name = "SECS", value_parser = parse_duration)]
+    duration: Option<Duration>,
+    /// End after N events
+    #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    count: Option<u64>,
+    /// Ring buffer size: a power of two from 4K to 1G (suffixes K, M, G)
+    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_ringbuf_size)]
+    ringbuf_size: u32,
+}
+
+impl CommonArgs {
+    fn limits(&self) -> runner::Limits {
+        runner::Limits {
+            duration: self.duration,
+            count: self.count,
+        }
+    }
+}
+
+#[derive(Args, Debug)]
+struct PacketsArgs {
+    /// Interface to trace
+    #[arg(short, long, value_name = "IFACE")]
+    interface: String,
+    /// Which packets: arriving (XDP), leaving (TC), or both
+    #[arg(long, value_enum, default_value = "ingress")]
+    direction: packets::Direction,
+    /// How to attach XDP
+    #[arg(long, value_enum, default_value = "auto")]
+    xdp_mode: XdpMode,
+    /// Only this transport protocol (icmp means ICMP and ICMPv6)
+    #[arg(long, value_enum)]
+    proto: Option<packets::ProtoFilter>,
+    /// Only packets with one of these ports on either side (comma-separated, up to 8)
+    #[arg(short = 'P', long = "port", value_name = "PORTS", value_delimiter = ',',
+          value_parser = addr::parse_port)]
+    ports: Vec<u16>,
+    /// Only packets from this network (CIDR or address)
+    #[arg(long, value_name = "CIDR")]
+    src: Option<Cidr>,
+    /// Only packets to this network (CIDR or address)
+    #[arg(long, value_name = "CIDR")]
+    dst: Option<Cidr>,
+    /// Only IPv4
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Only IPv6
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    /// Keep 1 in N of the matching packets (counted per CPU)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    sample: Option<u32>,
+    /// Bytes of each packet to capture into --pcap (default and most: 1536)
+    #[arg(long, value_name = "BYTES", requires = "pcap",
+          value_parser = clap::value_parser!(u16).range(1..=i64::from(packets::MAX_SNAPLEN)))]
+    snaplen: Option<u16>,
+    /// Write the matching packets to this pcap file (created mode 0600)
+    #[arg(long, value_name = "FILE")]
+    pcap: Option<PathBuf>,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim_end_matches('s')
+        .parse()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs < 1e9) {
+        return Err(format!("{s:?}: the duration must be more than 0 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+fn parse_ringbuf_size(s: &str) -> Result<u32, String> {
+    let (num, mult) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 1 << 30),
+        _ => (s, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size in bytes"))?;
+    let bytes = n.saturating_mul(mult);
+    if !bytes.is_power_of_two() || !(4096..=1 << 30).contains(&bytes) {
+        return Err(format!(
+            "{s:?}: the ring buffer size must be a power of two from 4K to 1G"
+        ));
+    }
+    Ok(bytes as u32)
+}
+
+impl PacketsArgs {
+    /// Checks clap cannot express; Err is a usage error.
+    fn into_config(self) -> Result<packets::Config, String> {
+        if self.ports.len() > packets::MAX_PORTS {
+            return Err(format!(
+                "at most {} ports can be given to --port",
+                packets::MAX_PORTS
+            ));
+        }
+        if !self.ports.is_empty() && self.proto == Some(packets::ProtoFilter::Icmp) {
+            return Err("--port cannot be combined with --proto icmp: ICMP has no ports".into());
+        }
+        let family = family_of(self.ipv4, self.ipv6, self.src.as_ref(), self.dst.as_ref())?;
+        Ok(packets::Config {
+            interface: self.interface,
+            direction: self.direction,
+            xdp_mode: self.xdp_mode,
+            proto: self.proto,
+            ports: self.ports,
+            src: self.src,
+            dst: self.dst,
+            family,
+            sample: self.sample.unwrap_or(1),
+            snaplen: match (&self.pcap, self.snaplen) {
+                (None, _) => 0,
+                (Some(_), n) => n.unwrap_or(packets::MAX_SNAPLEN),
+            },
+            pcap: self.pcap,
+            json: self.common.json,
+            limits: self.common.limits(),
+            ringbuf_size: self.common.ringbuf_size,
+        })
+    }
+}
+
+/// The address family the flags ask for, or a usage error if they disagree.
+fn family_of(
+    ipv4: bool,
+    ipv6: bool,
+    src: Option<&Cidr>,
+    dst: Option<&Cidr>,
+) -> Result<Option<u8>, String> {
+    let mut family = if ipv4 {
+        Some(addr::FAMILY_IPV4)
+    } else if ipv6 {
+        Some(addr::FAMILY_IPV6)
+    } else {
+        None
+    };
+    for (flag, c) in [("--src", src), ("--dst", dst)] {
+        let Some(c) = c else { continue };
+        match family {
+            Some(f) if f != c.family() => {
+                return Err(format!(
+                    "{flag} {c} is IPv{} but the other options ask for IPv{f} only",
+                    c.family()
+                ))
+            }
+            _ => family = Some(c.family()),
+        }
+    }
+    Ok(family)
+}
+
+fn usage_error(msg: String) -> ! {
+    Cli::command()
+        .error(ErrorKind::ArgumentConflict, msg)
+        .exit()
+}
+
+/// libbpf's own messages: warnings and errors only (a verifier log on failure).
+fn libbpf_print(level: libbpf_rs::PrintLevel, msg: String) {
+    if level == libbpf_rs::PrintLevel::Warn {
+        eprint!("{msg}");
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Warn, libbpf_print)));
+    let result = match cli.command {
+        Command::Packets(a) => {
+            let cfg = a.into_config().unwrap_or_else(|m| usage_error(m));
+            packets::run(cfg)
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wirescope: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("wirescope").chain(args.iter().copied()))
+    }
+
+    fn packets(args: &[&str]) -> Result<packets::Config, String> {
+        let mut all = vec!["packets"];
+        all.extend_from_slice(args);
+        match parse(&all).map_err(|e| e.to_string())?.command {
+            Command::Packets(a) => a.into_config(),
+        }
+    }
+
+    #[test]
+    fn packets_defaults() {
+        let c = packets(&["-i", "eth0"]).unwrap();
+        assert_eq!(c.interface, "eth0");
+        assert_eq!(c.direction, packets::Direction::Ingress);
+        assert_eq!(c.xdp_mode, XdpMode::Auto);
+        assert_eq!((c.sample, c.snaplen, c.family), (1, 0, None));
+        assert_eq!(c.ringbuf_size, 4 << 20);
+        assert!(c.ports.is_empty() && c.pcap.is_none() && !c.json);
+    }
+
+    #[test]
+    fn packets_full_options() {
+        let c = packets(&[
+            "-i",
+            "veth0",
+            "--direction",
+            "both",
+            "--xdp-mode",
+            "generic",
+            "--proto",
+            "udp",
+            "-P",
+            "53,5353",
+            "-P",
+            "123",
+            "--src",
+            "10.0.0.0/8",
+            "--dst",
+            "192.0.2.1",
+            "--sample",
+            "10",
+            "--pcap",
+            "/tmp/x.pcap",
+            "--snaplen",
+            "96",
+            "--json",
+            "--duration",
+            "2.5",
+            "--count",
+            "7",
+            "--ringbuf-size",
+            "64K",
+        ])
+        .unwrap();
+        assert_eq!(c.ports, vec![53, 5353, 123]);
+        assert_eq!(c.family, Some(addr::FAMILY_IPV4));
+        assert_eq!((c.sample, c.snaplen), (10, 96));
+        assert_eq!(c.limits.duration, Some(Duration::from_millis(2500)));
+        assert_eq!(c.limits.count, Some(7));
+        assert_eq!(c.ringbuf_size, 65536);
+        assert!(c.json);
+        // --pcap alone captures the most bytes
+        let c = packets(&["-i", "lo", "--pcap", "f"]).unwrap();
+        assert_eq!(c.snaplen, packets::MAX_SNAPLEN);
+    }
+
+    #[test]
+    fn packets_usage_errors() {
+        for (args, why) in [
+            (&["packets"][..], "--interface"),
+            (
+                &["packets", "-i", "x", "--src", "10.0.0.0/40"],
+                "prefix length",
+            ),
+            (&["packets", "-i", "x", "-P", "0"], "not a port"),
+            (&["packets", "-i", "x", "-P", "http"], "not a port"),
+            (&["packets", "-i", "x", "-4", "-6"], "cannot be used with"),
+            (&["packets", "-i", "x", "--snaplen", "64"], "--pcap"),
+            (
+                &["packets", "-i", "x", "--pcap", "f", "--snaplen", "5000"],
+                "5000",
+            ),
+            (&["packets", "-i", "x", "--sample", "0"], "0"),
+            (&["packets", "-i", "x", "--proto", "sctp"], "sctp"),
+            (&["packets", "-i", "x", "--xdp-mode", "hw"], "hw"),
+            (&["packets", "-i", "x", "--duration", "0"], "more than 0"),
+            (
+                &["packets", "-i", "x", "--duration", "abc"],
+                "number of seconds",
+            ),
+            (
+                &["packets", "-i", "x", "--ringbuf-size", "5000"],
+                "power of two",
+            ),
+            (
+                &["packets", "-i", "x", "--ringbuf-size", "2G"],
+                "power of two",
+            ),
+            (&["packets", "-i", "x", "--count", "0"], "0"),
+            (&["frobnicate"], "frobnicate"),
+        ] {
+            let e = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains(why), "{args:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn packets_semantic_conflicts() {
+        for (args, why) in [
+            (
+                &["-i", "x", "-P", "1,2,3,4,5,6,7,8,9"][..],
+                "at most 8 ports",
+            ),
+            (
+                &["-i", "x", "--proto", "icmp", "-P", "80"],
+                "ICMP has no ports",
+            ),
+            (&["-i", "x", "-4", "--src", "fd00::/8"], "IPv6 but"),
+            (&["-i", "x", "-6", "--dst", "10.0.0.1"], "IPv4 but"),
+            (
+                &["-i", "x", "--src", "10.0.0.1", "--dst", "::1"],
+                "IPv6 but",
+            ),
+        ] {
+            let e = packets(args).expect_err(&format!("{args:?} should fail"));
+            assert!(e.contains(why), "{args:?}: {e}");
+        }
+        assert_eq!(
+            packets(&["-i", "x", "-6", "--src", "fd00::/8"])
+                .unwrap()
+                .family,
+            Some(addr::FAMILY_IPV6)
+        );
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_ringbuf_size("4096"), Ok(4096));
+        assert_eq!(parse_ringbuf_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_ringbuf_size("8m"), Ok(8 << 20));
+        for bad in ["2048", "3M", "", "M", "-4K", "99999999999999999999K"] {
+            assert!(parse_ringbuf_size(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_duration("3"), Ok(Duration::from_secs(3)));
+        assert_eq!(parse_duration("0.25s"), Ok(Duration::from_millis(250)));
+        for bad in ["-1", "nan", "inf", "", "1e20"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
+    }
+}

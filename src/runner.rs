@@ -1,0 +1,228 @@
+//! The loop every command shares: poll one ring buffer until the run ends
+//! (duration, count, Ctrl-C/SIGTERM, closed pipe), report ring-buffer losses
+//! as they happen, then drain and print the summary.
+
+use std::cell::RefCell;
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use libbpf_rs::{MapCore, MapFlags, RingBuffer};
+
+use crate::output::{self, Format, Sink, Stopped};
+
+/// Counter slots every program shares (enum counter in src/bpf/common.h).
+pub const COUNTER_SEEN: u32 = 0;
+pub const COUNTER_FILTERED: u32 = 1;
+pub const COUNTER_DELIVERED: u32 = 2;
+pub const COUNTER_LOST: u32 = 3;
+
+/// Options that end a run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Limits {
+    pub duration: Option<Duration>,
+    pub count: Option<u64>,
+}
+
+/// How a run ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum End {
+    Signal,
+    Duration,
+    Count,
+    PipeClosed,
+    Failed,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Ctrl-C, SIGTERM and SIGHUP end the run cleanly (programs detached, summary printed).
+pub fn install_signal_handlers() -> Result<()> {
+    ctrlc::set_handler(|| STOP.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C/SIGTERM handler")
+}
+
+/// Reads a program's per-CPU `counters` map.
+pub struct Counters<'a> {
+    map: &'a dyn MapCore,
+    /// (slot, name) in the order the summary prints them.
+    names: Vec<(u32, &'static str)>,
+}
+
+impl<'a> Counters<'a> {
+    /// `own`: this program's counters after the common four.
+    pub fn new(map: &'a dyn MapCore, own: &[(u32, &'static str)]) -> Self {
+        let mut names = vec![
+            (COUNTER_SEEN, "seen"),
+            (COUNTER_FILTERED, "filtered"),
+            (COUNTER_DELIVERED, "delivered"),
+            (COUNTER_LOST, "lost"),
+        ];
+        names.extend_from_slice(own);
+        Counters { map, names }
+    }
+
+    /// Sum of one slot over all CPUs.
+    pub fn get(&self, slot: u32) -> Result<u64> {
+        let per_cpu = self
+            .map
+            .lookup_percpu(&slot.to_ne_bytes(), MapFlags::ANY)
+            .context("reading the counters map")?
+            .unwrap_or_default();
+        Ok(per_cpu
+            .iter()
+            .filter_map(|v| v.get(..8).and_then(|b| b.try_into().ok()))
+            .map(u64::from_ne_bytes)
+            .sum())
+    }
+
+    pub fn all(&self) -> Result<Vec<(&'static str, u64)>> {
+        self.names
+            .iter()
+            .map(|&(slot, name)| Ok((name, self.get(slot)?)))
+            .collect()
+    }
+}
+
+/// Return value for a ring-buffer callback that wants polling to stop now.
+pub const CALLBACK_STOP: i32 = -libc::ECANCELED;
+
+fn is_interrupt(e: &libbpf_rs::Error) -> bool {
+    e.kind() == libbpf_rs::ErrorKind::Interrupted
+}
+
+/// Tells about ring-buffer losses at most once a second, and once more at exit.
+pub struct LossReporter {
+    reported: u64,
+}
+
+impl LossReporter {
+    pub fn new() -> Self {
+        LossReporter { reported: 0 }
+    }
+
+    pub fn report(&mut self, sink: &RefCell<Sink>, lost_total: u64) {
+        if lost_total <= self.reported {
+            return;
+        }
+        let new = lost_total - self.reported;
+        self.reported = lost_total;
+        let mut s = sink.borrow_mut();
+        match s.format {
+            Format::Json => {
+                let time = output::rfc3339_us(s.clock.now_ns());
+                s.aux(|w| output::write_json_counts(w, "lost", &time, &[("count", new)]));
+                s.flush();
+            }
+            Format::Table => {
+                s.flush();
+                eprintln!(
+                    "wirescope: lost {new} events: the ring buffer was full \
+                     (a larger --ringbuf-size or narrower filters help)"
+                );
+            }
+        }
+    }
+}
+
+/// Poll until the run ends. `tick` runs about once a second (loss reports are
+/// done here; commands add their own periodic output).
+pub fn poll(
+    rb: &RingBuffer<'_>,
+    sink: &RefCell<Sink>,
+    counters: &Counters<'_>,
+    limits: Limits,
+    losses: &mut LossReporter,
+    mut tick: impl FnMut(&RefCell<Sink>) -> Result<()>,
+) -> Result<End> {
+    let start = Instant::now();
+    let deadline = limits.duration.map(|d| start + d);
+    let mut next_tick = start + Duration::from_secs(1);
+    loop {
+        if STOP.load(Ordering::SeqCst) {
+            return Ok(End::Signal);
+        }
+        match sink.borrow().stopped() {
+            Some(Stopped::CountReached) => return Ok(End::Count),
+            Some(Stopped::PipeClosed) => return Ok(End::PipeClosed),
+            Some(Stopped::Failed) => return Ok(End::Failed),
+            None => {}
+        }
+        let now = Instant::now();
+        if deadline.is_some_and(|d| now >= d) {
+            return Ok(End::Duration);
+        }
+        let mut timeout = Duration::from_millis(100);
+        if let Some(d) = deadline {
+            timeout = timeout.min(d.saturating_duration_since(now));
+        }
+        if let Err(e) = rb.poll(timeout) {
+            // EINTR (a signal) and our own stop request are not errors.
+            if !is_interrupt(&e) && sink.borrow().stopped().is_none() {
+                return Err(anyhow::Error::new(e).context("polling the ring buffer"));
+            }
+        }
+        sink.borrow_mut().flush();
+        if Instant::now() >= next_tick {
+            next_tick += Duration::from_secs(1);
+            losses.report(sink, counters.get(COUNTER_LOST)?);
+            tick(sink)?;
+        }
+    }
+}
+
+/// After the programs are detached: drain what is left in the ring buffer,
+/// run `after_drain` (final output of the command), report the last losses
+/// and print the summary (stderr, and a JSON line).
+pub fn finish(
+    rb: &RingBuffer<'_>,
+    sink: &RefCell<Sink>,
+    counters: &Counters<'_>,
+    losses: &mut LossReporter,
+    end: End,
+    after_drain: impl FnOnce() -> Result<()>,
+) -> Result<()> {
+    if sink.borrow().stopped().is_none() {
+        if let Err(e) = rb.consume() {
+            if !is_interrupt(&e) && sink.borrow().stopped().is_none() {
+                return Err(anyhow::Error::new(e).context("draining the ring buffer"));
+            }
+        }
+    }
+    after_drain()?;
+    let all = counters.all()?;
+    let lost = all
+        .iter()
+        .find(|(n, _)| *n == "lost")
+        .map_or(0, |&(_, v)| v);
+    losses.report(sink, lost);
+    let mut s = sink.borrow_mut();
+    let printed = s.printed();
+    if s.format == Format::Json {
+        let time = output::rfc3339_us(s.clock.now_ns());
+        let mut fields = all.clone();
+        fields.push(("printed", printed));
+        s.aux(|w| output::write_json_counts(w, "summary", &time, &fields));
+    }
+    s.flush();
+    if let Some(e) = s.take_error() {
+        return Err(e);
+    }
+    let text: Vec<String> = all.iter().map(|(n, v)| format!("{v} {n}")).collect();
+    let why = match end {
+        End::Signal => "interrupted",
+        End::Duration => "duration reached",
+        End::Count => "count reached",
+        End::PipeClosed => "output closed",
+        End::Failed => "failed",
+    };
+    let mut err = io::stderr().lock();
+    // stderr may be closed too; nothing else to tell then.
+    let _ = writeln!(
+        err,
+        "wirescope: {why}: {}, {printed} printed",
+        text.join(", ")
+    );
+    Ok(())
+}
