@@ -141,28 +141,73 @@ static __always_inline void fill(struct pkt_event *e, const struct parsed *p, __
 	__builtin_memcpy(e->daddr, p->daddr, ADDR_LEN);
 }
 
-/* Copy up to `want` bytes of an XDP frame; returns how many were copied. */
+/* Copy n (8, 16, 32 or 64) bytes, 8 at a time. */
+#define COPY_U64S(dst, src, n)                                                   \
+	do {                                                                     \
+		_Pragma("unroll") for (int k_ = 0; k_ < (n) / 8; k_++)           \
+			((__u64 *)(dst))[k_] = ((__u64 *)(src))[k_];             \
+	} while (0)
+
+/*
+ * Copy the first `want` bytes of an XDP frame (fewer if the frame is shorter);
+ * returns how many were copied. Shaped for the verifier: whole 64-byte chunks
+ * at constant offsets, then one copy that ends exactly at the last byte
+ * (overlapping what is already there), so no loop runs per byte.
+ */
 static __always_inline __u32 copy_frame(void *data, void *data_end, __u8 *dst, __u32 want)
 {
-	__u32 off = 0;
+	__u64 avail = data_end - data;
+	/* 64-bit offsets: a 32-bit subtraction would be zero-extended and lose
+	 * its bounds in the verifier's eyes. */
+	__u64 len = want < avail ? want : avail;
+	__u64 off;
+
+	if (len > MAX_SNAPLEN)
+		len = MAX_SNAPLEN;
 
 #pragma clang loop unroll(disable)
-	for (int i = 0; i < MAX_SNAPLEN / SNAP_CHUNK; i++) {
-		if (off + SNAP_CHUNK > want || data + off + SNAP_CHUNK > data_end)
+	for (__u64 i = 0; i < MAX_SNAPLEN / SNAP_CHUNK; i++) {
+		off = i * SNAP_CHUNK;
+		if (off + SNAP_CHUNK > len)
 			break;
-#pragma unroll
-		for (int k = 0; k < SNAP_CHUNK / 8; k++)
-			((__u64 *)(dst + off))[k] = ((__u64 *)(data + off))[k];
-		off += SNAP_CHUNK;
+		if (data + off + SNAP_CHUNK > data_end)
+			return 0;
+		COPY_U64S(dst + off, data + off, SNAP_CHUNK);
 	}
-#pragma clang loop unroll(disable)
-	for (int i = 0; i < SNAP_CHUNK - 1; i++) {
-		if (off >= want || off >= MAX_SNAPLEN || data + off + 1 > data_end)
-			break;
-		dst[off] = *(__u8 *)(data + off);
-		off++;
+
+/* The head and the tail of a frame shorter than 2n and at least n bytes long. */
+#define COPY_ENDS(n, copy)                                                       \
+	if (len >= (n)) {                                                        \
+		off = len - (n);                                                 \
+		/* keep the check the compiler could prove redundant */          \
+		barrier_var(off);                                                \
+		if (off > MAX_SNAPLEN - (n) || data + off + (n) > data_end ||    \
+		    data + (n) > data_end)                                       \
+			return 0;                                                \
+		copy(dst, data, n);                                              \
+		copy(dst + off, data + off, n);                                  \
+		return len;                                                      \
 	}
-	return off;
+#define COPY_ONE(dst, src, n)                                                    \
+	do {                                                                     \
+		if ((n) == 4)                                                    \
+			*(__u32 *)(dst) = *(__u32 *)(src);                       \
+		else if ((n) == 2)                                               \
+			*(__u16 *)(dst) = *(__u16 *)(src);                       \
+		else                                                             \
+			*(__u8 *)(dst) = *(__u8 *)(src);                         \
+	} while (0)
+
+	COPY_ENDS(SNAP_CHUNK, COPY_U64S)
+	COPY_ENDS(32, COPY_U64S)
+	COPY_ENDS(16, COPY_U64S)
+	COPY_ENDS(8, COPY_U64S)
+	COPY_ENDS(4, COPY_ONE)
+	COPY_ENDS(2, COPY_ONE)
+	COPY_ENDS(1, COPY_ONE)
+	return 0;
+#undef COPY_ENDS
+#undef COPY_ONE
 }
 
 /*
@@ -205,9 +250,13 @@ static __always_inline void trace(struct __sk_buff *skb, void *data, void *data_
 			want = MAX_SNAPLEN;
 		fill(&s->ev, &p, ifindex, len, dir);
 		if (skb) {
+			/* one 64-bit register, checked right before the call */
+			__u64 n = want;
+
+			barrier_var(n);
 			got = 0;
-			if (want > 0 && bpf_skb_load_bytes(skb, 0, s->data, want) == 0)
-				got = want;
+			if (n >= 1 && n <= MAX_SNAPLEN && bpf_skb_load_bytes(skb, 0, s->data, n) == 0)
+				got = n;
 		} else {
 			got = copy_frame(data, data_end, s->data, want);
 		}

@@ -1,0 +1,38 @@
+# wirescope: `make` builds the static binary, `make test` runs every test,
+# `make demo` shows it working, `make bench` measures it.
+CARGO ?= cargo
+TARGET := x86_64-unknown-linux-gnu
+BIN := target/$(TARGET)/release/wirescope
+
+.PHONY: all build deps demo test test-unit test-host lint clean
+
+all: build
+
+deps:
+	scripts/deps.sh build test
+
+build: deps
+	$(CARGO) build --release --locked
+	@file $(BIN) | grep -q 'static' || { echo "$(BIN) is not statically linked" >&2; exit 1; }
+	@echo "built $(BIN) ($$(du -k $(BIN) | cut -f1) KiB, statically linked)"
+
+demo: build
+	scripts/demo.sh $(BIN)
+
+# Unit tests: no privileges needed.
+test-unit: deps
+	$(CARGO) test --locked --bins
+
+# The privileged integration suite on this host (root, BPF).
+test-host: deps
+	@mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf
+	$(CARGO) test --locked --tests -- --test-threads=2
+
+test: lint test-unit test-host
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+clean:
+	$(CARGO) clean
