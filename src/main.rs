@@ -3,12 +3,16 @@
 //! own module.
 
 mod addr;
+mod conn;
 mod netattach;
+mod netlink;
 mod output;
 mod packets;
 mod pcap;
+mod probe;
 mod runner;
 mod sys;
+mod tracing;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -26,6 +30,10 @@ Examples:
   wirescope packets -i eth0 --direction both -P 443 --json
   wirescope packets -i eth0 --src 10.0.0.0/8 --proto tcp --count 100
   wirescope packets -i eth0 --pcap /tmp/x.pcap --snaplen 128 --duration 10
+  wirescope conn                                  every TCP connection, when it closes
+  wirescope conn --events -P 443 --comm nginx     connect/accept/established/close
+  wirescope conn --cgroup /sys/fs/cgroup/system.slice/nginx.service --json
+  wirescope probe                                 what this kernel supports
 
 Run as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.";
 
@@ -46,6 +54,103 @@ enum Command {
     /// Packet by packet: XDP at ingress, TC at egress
     #[command(after_help = EXAMPLES)]
     Packets(PacketsArgs),
+    /// TCP connections: owning process, bytes each way, duration, how they ended
+    #[command(after_help = EXAMPLES)]
+    Conn(ConnArgs),
+    /// What this kernel supports, and which attach method each command will use
+    Probe(ProbeArgs),
+}
+
+#[derive(Args, Debug)]
+struct ProbeArgs {
+    /// Print one JSON object instead of a table
+    #[arg(long)]
+    json: bool,
+    /// Try XDP and TC on this interface (default: a temporary veth pair in a
+    /// private network namespace, so nothing on the host is touched)
+    #[arg(short, long, value_name = "IFACE")]
+    interface: Option<String>,
+}
+
+/// -p, --comm, --cgroup: which processes (tracing commands).
+#[derive(Args, Debug, Clone)]
+struct ProcArgs {
+    /// Only this process (PID, i.e. thread group id)
+    #[arg(short = 'p', long, value_name = "PID", value_parser = clap::value_parser!(u32).range(1..))]
+    pid: Option<u32>,
+    /// Only processes with this name (the kernel keeps the first 15 bytes)
+    #[arg(long, value_name = "NAME", value_parser = parse_comm)]
+    comm: Option<String>,
+    /// Only processes in this cgroup v2 directory or below it
+    #[arg(long, value_name = "PATH")]
+    cgroup: Option<PathBuf>,
+}
+
+impl ProcArgs {
+    fn filter(self) -> tracing::ProcFilter {
+        tracing::ProcFilter {
+            pid: self.pid,
+            comm: self.comm,
+            cgroup: self.cgroup,
+        }
+    }
+}
+
+fn parse_comm(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.contains('\0') {
+        return Err("a process name is 1 to 15 bytes without NUL".into());
+    }
+    Ok(s.to_string())
+}
+
+#[derive(Args, Debug)]
+struct ConnArgs {
+    /// Stream connect, accept, established and close events (default: one line at close)
+    #[arg(long)]
+    events: bool,
+    /// Live connections tracked at once; beyond it they are counted as map_full
+    #[arg(long, value_name = "N", default_value_t = conn::MAX_CONNS,
+          value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
+    max_conns: u32,
+    /// Only connections with one of these ports, local or remote (comma-separated, up to 8)
+    #[arg(short = 'P', long = "port", value_name = "PORTS", value_delimiter = ',',
+          value_parser = addr::parse_port)]
+    ports: Vec<u16>,
+    /// Only IPv4
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Only IPv6
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    #[command(flatten)]
+    proc: ProcArgs,
+    /// How to hook the kernel
+    #[arg(long, value_enum, default_value = "auto")]
+    attach: tracing::AttachArg,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+impl ConnArgs {
+    fn into_config(self) -> Result<conn::Config, String> {
+        if self.ports.len() > conn::MAX_PORTS {
+            return Err(format!(
+                "at most {} ports can be given to --port",
+                conn::MAX_PORTS
+            ));
+        }
+        Ok(conn::Config {
+            events: self.events,
+            max_conns: self.max_conns,
+            ports: self.ports,
+            family: family_of(self.ipv4, self.ipv6, None, None)?,
+            proc: self.proc.filter(),
+            attach: self.attach,
+            json: self.common.json,
+            limits: self.common.limits(),
+            ringbuf_size: self.common.ringbuf_size,
+        })
+    }
 }
 
 /// Options every tracing command has.
@@ -218,21 +323,19 @@ fn usage_error(msg: String) -> ! {
         .exit()
 }
 
-/// libbpf's own messages: warnings and errors only (a verifier log on failure).
-fn libbpf_print(level: libbpf_rs::PrintLevel, msg: String) {
-    if level == libbpf_rs::PrintLevel::Warn {
-        eprint!("{msg}");
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Warn, libbpf_print)));
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Warn, sys::libbpf_print)));
     let result = match cli.command {
         Command::Packets(a) => {
             let cfg = a.into_config().unwrap_or_else(|m| usage_error(m));
             packets::run(cfg)
         }
+        Command::Conn(a) => {
+            let cfg = a.into_config().unwrap_or_else(|m| usage_error(m));
+            conn::run(cfg)
+        }
+        Command::Probe(a) => probe::run(a.json, a.interface.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -256,6 +359,7 @@ mod tests {
         all.extend_from_slice(args);
         match parse(&all).map_err(|e| e.to_string())?.command {
             Command::Packets(a) => a.into_config(),
+            _ => Err("not packets".into()),
         }
     }
 

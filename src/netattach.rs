@@ -174,13 +174,30 @@ impl TcLink {
 const TC_HANDLE: u32 = 0x5753;
 const TC_PRIORITY: u32 = 1;
 
-/// Attach a `SEC("tc")` program at egress, first in line, so it sees every packet.
+/// Attach a `SEC("tc")` program at egress, first in line, so it sees every
+/// packet: a tcx link where the kernel has tcx (6.6+), else a clsact filter.
 pub fn attach_tc_egress(prog: &ProgramMut<'_>, ifindex: u32, ifname: &str) -> Result<TcLink> {
+    match attach_tcx_egress(prog, ifindex) {
+        Ok(link) => Ok(link),
+        // no tcx in this kernel (< 6.6): fall back to clsact
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT)
+            ) =>
+        {
+            attach_clsact_egress(prog, ifindex, ifname)
+        }
+        Err(e) => bail!("cannot attach TC egress program to {ifname} (tcx): {e}"),
+    }
+}
+
+/// A tcx egress link, first in the chain.
+pub fn attach_tcx_egress(prog: &ProgramMut<'_>, ifindex: u32) -> io::Result<TcLink> {
     // libbpf's bpf_program__attach_tcx() takes the attach type from the program's
     // expected type, which a SEC("tc") program loadable on old kernels lacks;
-    // the link is made directly instead.
-    // BPF_F_BEFORE with no relative program: first in the tcx chain.
-    // (The tcx member of the options union stays zeroed: no relative, any revision.)
+    // the link is made directly instead. BPF_F_BEFORE with no relative program
+    // means first; the tcx member of the options union stays zeroed.
     let opts = sys::bpf_link_create_opts {
         sz: size_of::<sys::bpf_link_create_opts>() as _,
         flags: sys::BPF_F_BEFORE,
@@ -189,20 +206,15 @@ pub fn attach_tc_egress(prog: &ProgramMut<'_>, ifindex: u32, ifname: &str) -> Re
     let prog_fd = prog.as_fd().as_raw_fd();
     // SAFETY: plain syscall wrapper; opts is valid for the call.
     let fd = unsafe { sys::bpf_link_create(prog_fd, ifindex as i32, sys::BPF_TCX_EGRESS, &opts) };
-    if fd >= 0 {
-        // SAFETY: bpf_link_create returned a new fd that nothing else owns.
-        return Ok(TcLink::Tcx(unsafe { OwnedFd::from_raw_fd(fd) }));
+    if fd < 0 {
+        return Err(errno_of(fd));
     }
-    let tcx_err = errno_of(fd);
-    match tcx_err.raw_os_error() {
-        // no tcx in this kernel (< 6.6): fall back to clsact
-        Some(libc::EINVAL | libc::EOPNOTSUPP | libc::ENOENT) => {}
-        _ => bail!("cannot attach TC egress program to {ifname} (tcx): {tcx_err}"),
-    }
-    attach_clsact_egress(prog, ifindex, ifname)
+    // SAFETY: bpf_link_create returned a new fd that nothing else owns.
+    Ok(TcLink::Tcx(unsafe { OwnedFd::from_raw_fd(fd) }))
 }
 
-fn attach_clsact_egress(prog: &ProgramMut<'_>, ifindex: u32, ifname: &str) -> Result<TcLink> {
+/// A clsact egress filter (removed again when the TcLink is dropped).
+pub fn attach_clsact_egress(prog: &ProgramMut<'_>, ifindex: u32, ifname: &str) -> Result<TcLink> {
     let mut hook = sys::bpf_tc_hook {
         sz: size_of::<sys::bpf_tc_hook>() as _,
         ifindex: ifindex as i32,

@@ -43,11 +43,13 @@ pub fn install_signal_handlers() -> Result<()> {
         .context("installing the Ctrl-C/SIGTERM handler")
 }
 
-/// Reads a program's per-CPU `counters` map.
+/// Reads a program's per-CPU `counters` map, and the kernel's count of runs
+/// it skipped ("missed") for the programs given with `with_programs`.
 pub struct Counters<'a> {
     map: &'a dyn MapCore,
     /// (slot, name) in the order the summary prints them.
     names: Vec<(u32, &'static str)>,
+    progs: Vec<i32>,
 }
 
 impl<'a> Counters<'a> {
@@ -60,7 +62,24 @@ impl<'a> Counters<'a> {
             (COUNTER_LOST, "lost"),
         ];
         names.extend_from_slice(own);
-        Counters { map, names }
+        Counters {
+            map,
+            names,
+            progs: Vec::new(),
+        }
+    }
+
+    /// Also report the programs' `recursion_misses`: runs the kernel skipped
+    /// because a BPF program was already running on that CPU (kprobes and
+    /// classic tracepoints share one guard per CPU; kernels >= 5.12 count it).
+    pub fn with_programs(mut self, fds: Vec<i32>) -> Self {
+        self.progs = fds;
+        self
+    }
+
+    /// Sum of the programs' skipped runs.
+    pub fn missed(&self) -> u64 {
+        self.progs.iter().map(|&fd| prog_misses(fd)).sum()
     }
 
     /// Sum of one slot over all CPUs.
@@ -78,10 +97,27 @@ impl<'a> Counters<'a> {
     }
 
     pub fn all(&self) -> Result<Vec<(&'static str, u64)>> {
-        self.names
+        let mut all = self
+            .names
             .iter()
             .map(|&(slot, name)| Ok((name, self.get(slot)?)))
-            .collect()
+            .collect::<Result<Vec<_>>>()?;
+        if !self.progs.is_empty() {
+            all.push(("missed", self.missed()));
+        }
+        Ok(all)
+    }
+}
+
+fn prog_misses(fd: i32) -> u64 {
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info is a valid, writable bpf_prog_info of `len` bytes.
+    let ret = unsafe { libbpf_sys::bpf_prog_get_info_by_fd(fd, &mut info, &mut len) };
+    if ret == 0 {
+        info.recursion_misses
+    } else {
+        0
     }
 }
 
@@ -92,35 +128,54 @@ fn is_interrupt(e: &libbpf_rs::Error) -> bool {
     e.kind() == libbpf_rs::ErrorKind::Interrupted
 }
 
-/// Tells about ring-buffer losses at most once a second, and once more at exit.
+/// Tells about lost events at most once a second, and once more at exit:
+/// records the ring buffer had no room for, and program runs the kernel skipped.
 pub struct LossReporter {
-    reported: u64,
+    lost: u64,
+    missed: u64,
 }
 
 impl LossReporter {
     pub fn new() -> Self {
-        LossReporter { reported: 0 }
+        LossReporter { lost: 0, missed: 0 }
     }
 
-    pub fn report(&mut self, sink: &RefCell<Sink>, lost_total: u64) {
-        if lost_total <= self.reported {
-            return;
-        }
-        let new = lost_total - self.reported;
-        self.reported = lost_total;
-        let mut s = sink.borrow_mut();
-        match s.format {
-            Format::Json => {
-                let time = output::rfc3339_us(s.clock.now_ns());
-                s.aux(|w| output::write_json_counts(w, "lost", &time, &[("count", new)]));
-                s.flush();
+    pub fn report(&mut self, sink: &RefCell<Sink>, lost_total: u64, missed_total: u64) {
+        let new_lost = lost_total.saturating_sub(self.lost);
+        let new_missed = missed_total.saturating_sub(self.missed);
+        self.lost = self.lost.max(lost_total);
+        self.missed = self.missed.max(missed_total);
+        for (n, reason, why) in [
+            (
+                new_lost,
+                "ringbuf",
+                "the ring buffer was full (a larger --ringbuf-size or narrower filters help)",
+            ),
+            (
+                new_missed,
+                "missed",
+                "the kernel skipped our program while another BPF program ran on that CPU",
+            ),
+        ] {
+            if n == 0 {
+                continue;
             }
-            Format::Table => {
-                s.flush();
-                eprintln!(
-                    "wirescope: lost {new} events: the ring buffer was full \
-                     (a larger --ringbuf-size or narrower filters help)"
-                );
+            let mut s = sink.borrow_mut();
+            match s.format {
+                Format::Json => {
+                    let time = output::rfc3339_us(s.clock.now_ns());
+                    s.aux(|w| {
+                        writeln!(
+                            w,
+                            "{{\"type\":\"lost\",\"time\":\"{time}\",\"count\":{n},\"reason\":\"{reason}\"}}"
+                        )
+                    });
+                    s.flush();
+                }
+                Format::Table => {
+                    s.flush();
+                    eprintln!("wirescope: lost {n} events: {why}");
+                }
             }
         }
     }
@@ -166,7 +221,7 @@ pub fn poll(
         sink.borrow_mut().flush();
         if Instant::now() >= next_tick {
             next_tick += Duration::from_secs(1);
-            losses.report(sink, counters.get(COUNTER_LOST)?);
+            losses.report(sink, counters.get(COUNTER_LOST)?, counters.missed());
             tick(sink)?;
         }
     }
@@ -192,11 +247,8 @@ pub fn finish(
     }
     after_drain()?;
     let all = counters.all()?;
-    let lost = all
-        .iter()
-        .find(|(n, _)| *n == "lost")
-        .map_or(0, |&(_, v)| v);
-    losses.report(sink, lost);
+    let get = |name| all.iter().find(|(n, _)| *n == name).map_or(0, |&(_, v)| v);
+    losses.report(sink, get("lost"), get("missed"));
     let mut s = sink.borrow_mut();
     let printed = s.printed();
     if s.format == Format::Json {

@@ -88,6 +88,61 @@ pub fn monotonic_to_realtime_ns() -> i128 {
     r - (m1 + m2) / 2
 }
 
+/// Kernel release, e.g. "6.1.0-27-amd64".
+pub fn kernel_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+pub const KERNEL_BTF: &str = "/sys/kernel/btf/vmlinux";
+
+/// CO-RE programs need the running kernel's BTF.
+pub fn require_btf() -> Result<()> {
+    if std::path::Path::new(KERNEL_BTF).exists() {
+        Ok(())
+    } else {
+        bail!(
+            "this kernel exposes no BTF ({KERNEL_BTF} is missing): wirescope needs a kernel \
+             built with CONFIG_DEBUG_INFO_BTF=y (Debian, Ubuntu, Fedora and RHEL kernels since \
+             2020 have it)"
+        )
+    }
+}
+
+/// libbpf's messages (a verifier log when a load fails) normally go to
+/// stderr; while an attach method is only being tried they are kept instead,
+/// and shown only if that attempt is the one the user depends on.
+static LIBBPF_CAPTURE: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// The print callback for libbpf (warnings and errors).
+pub fn libbpf_print(level: libbpf_rs::PrintLevel, msg: String) {
+    if level != libbpf_rs::PrintLevel::Warn {
+        return;
+    }
+    if let Ok(mut cap) = LIBBPF_CAPTURE.lock() {
+        if let Some(buf) = cap.as_mut() {
+            buf.push_str(&msg);
+            return;
+        }
+    }
+    eprint!("{msg}");
+}
+
+/// Run `f` with libbpf's messages kept; returns them with f's result.
+pub fn capture_libbpf<T>(f: impl FnOnce() -> T) -> (T, String) {
+    if let Ok(mut cap) = LIBBPF_CAPTURE.lock() {
+        *cap = Some(String::new());
+    }
+    let r = f();
+    let log = LIBBPF_CAPTURE
+        .lock()
+        .ok()
+        .and_then(|mut cap| cap.take())
+        .unwrap_or_default();
+    (r, log)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -111,6 +111,18 @@ impl Netns {
         });
     }
 
+    /// Start `cmd ARGS` inside the namespace (stdout piped, stderr inherited).
+    /// `ip netns exec` execs the command, so the child's pid is the command's.
+    pub fn command(&self, cmd: &str, args: &[&str]) -> Child {
+        Command::new("ip")
+            .args(["netns", "exec", &self.name, cmd])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {cmd} in {}: {e}", self.name))
+    }
+
     /// Run `f` on a thread that has entered this namespace.
     pub fn run_in<T: Send + 'static>(&self, f: impl FnOnce() -> T + Send + 'static) -> T {
         let path = format!("/run/netns/{}", self.name);
@@ -370,13 +382,18 @@ impl Finished {
 impl Tracer {
     /// Start `wirescope ARGS` in `ns` and wait until it says it is tracing.
     pub fn start(ns: &Netns, args: &[&str]) -> Tracer {
-        Self::spawn(ns, args, true, true)
+        Self::spawn(Some(ns), args, true, true)
+    }
+
+    /// Start in the test's own (the host's) network namespace.
+    pub fn start_here(args: &[&str]) -> Tracer {
+        Self::spawn(None, args, true, true)
     }
 
     /// Start, but do not read its stdout until `release()`: once the pipe is
     /// full, wirescope blocks on output and its ring buffer fills up.
     pub fn start_held(ns: &Netns, args: &[&str]) -> Tracer {
-        Self::spawn(ns, args, true, false)
+        Self::spawn(Some(ns), args, true, false)
     }
 
     /// Let a held tracer's output be read.
@@ -387,13 +404,19 @@ impl Tracer {
 
     /// Start without waiting for readiness (for runs expected to fail).
     pub fn start_cmd(ns: &Netns, args: &[&str], wait_ready: bool) -> Tracer {
-        Self::spawn(ns, args, wait_ready, true)
+        Self::spawn(Some(ns), args, wait_ready, true)
     }
 
-    fn spawn(ns: &Netns, args: &[&str], wait_ready: bool, open: bool) -> Tracer {
-        let mut child = Command::new("ip")
-            .args(["netns", "exec", &ns.name])
-            .arg(wirescope_bin())
+    fn spawn(ns: Option<&Netns>, args: &[&str], wait_ready: bool, open: bool) -> Tracer {
+        let mut cmd = match ns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.name]).arg(wirescope_bin());
+                c
+            }
+            None => Command::new(wirescope_bin()),
+        };
+        let mut child = cmd
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -495,12 +518,43 @@ impl Tracer {
         }
     }
 
+    /// Like `wait_for`, but says whether `pred` came true instead of failing.
+    pub fn try_wait_for(&self, pred: impl Fn(&[String]) -> bool) -> bool {
+        let deadline = Instant::now() + patience();
+        let (m, cv) = &*self.lines;
+        let mut g = m.lock().unwrap();
+        while !pred(&g) {
+            let now = Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            g = cv.wait_timeout(g, deadline - now).unwrap().0;
+        }
+        true
+    }
+
     /// Wait until at least `n` JSON lines of type `kind` arrived.
     pub fn wait_json(&self, kind: &str, n: usize) {
         let needle = format!("\"type\":\"{kind}\"");
         self.wait_for(&format!("{n} {kind} lines"), |ls| {
             ls.iter().filter(|l| l.contains(&needle)).count() >= n
         });
+    }
+
+    /// How many stdout lines so far contain `needle`.
+    pub fn count_lines(&self, needle: &str) -> usize {
+        self.lines
+            .0
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// How many stdout lines arrived so far.
+    pub fn line_count(&self) -> usize {
+        self.lines.0.lock().unwrap().len()
     }
 
     pub fn stderr_text(&self) -> String {
@@ -565,6 +619,125 @@ pub fn wirescope(args: &[&str]) -> Finished {
             .collect(),
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
         code: out.status.code(),
+    }
+}
+
+/// Read lines from a child's stdout until one equals `want` (within patience).
+pub fn wait_for_line(child: &mut Child, want: &str) -> Vec<String> {
+    let out = child.stdout.take().expect("piped stdout");
+    let wanted = want.to_string();
+    let (tx, rx) = std::sync::mpsc::channel();
+    thread::spawn(move || {
+        let mut seen = Vec::new();
+        let mut lines = BufReader::new(out).lines();
+        for line in lines.by_ref() {
+            let Ok(line) = line else { break };
+            let done = line == wanted;
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        let _ = tx.send(seen);
+        // keep the pipe open and drained for whatever the child prints later
+        for _ in lines {}
+    });
+    let seen = rx
+        .recv_timeout(patience())
+        .unwrap_or_else(|_| panic!("no {want:?} line from the child within {:?}", patience()));
+    assert!(
+        seen.last().map(String::as_str) == Some(want),
+        "the child ended without printing {want:?}: {seen:?}"
+    );
+    seen
+}
+
+/// Wait for a child to exit successfully (within patience).
+pub fn wait_ok(child: &mut Child, what: &str) {
+    let deadline = Instant::now() + patience();
+    loop {
+        if let Some(st) = child.try_wait().expect("waiting") {
+            assert!(st.success(), "{what} failed: {st}");
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("{what} did not finish within {:?}", patience());
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Attach methods to test for conn/sendlat: WIRESCOPE_TEST_ATTACH (e.g. the
+/// kernel-matrix guests set "fentry,kprobe,tracepoint", and each must work),
+/// else every method `wirescope probe` finds working here.
+pub fn attach_methods() -> Vec<String> {
+    if let Ok(list) = std::env::var("WIRESCOPE_TEST_ATTACH") {
+        return list
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    let out = Command::new(wirescope_bin())
+        .args(["probe", "--json"])
+        .output()
+        .expect("running wirescope probe");
+    assert!(
+        out.status.success(),
+        "wirescope probe failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("probe prints JSON");
+    let methods: Vec<String> = ["fentry", "kprobe", "tracepoint"]
+        .iter()
+        .filter(|m| v["features"][**m]["ok"] == true)
+        .map(|m| m.to_string())
+        .collect();
+    assert!(!methods.is_empty(), "no attach method works here: {v}");
+    methods
+}
+
+/// A cgroup v2 directory of our own, removed on drop (processes must have left).
+pub struct Cgroup {
+    pub path: PathBuf,
+    mounted: Option<PathBuf>,
+}
+
+impl Cgroup {
+    pub fn new(tag: &str) -> Cgroup {
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let existing = mounts
+            .lines()
+            .find(|l| l.split_whitespace().nth(2) == Some("cgroup2"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .map(PathBuf::from);
+        let (root, mounted) = match existing {
+            Some(r) => (r, None),
+            None => {
+                let r = std::env::temp_dir().join(format!("ws-cgroup2-{}", std::process::id()));
+                std::fs::create_dir_all(&r).unwrap();
+                run("mount", &["-t", "cgroup2", "none", r.to_str().unwrap()]);
+                (r.clone(), Some(r))
+            }
+        };
+        let path = root.join(format!(
+            "ws-{tag}-{}-{}",
+            std::process::id(),
+            SEQ.fetch_add(1, Ordering::SeqCst)
+        ));
+        std::fs::create_dir(&path).unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        Cgroup { path, mounted }
+    }
+}
+
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.path);
+        if let Some(m) = &self.mounted {
+            let _ = Command::new("umount").arg(m).status();
+            let _ = std::fs::remove_dir(m);
+        }
     }
 }
 

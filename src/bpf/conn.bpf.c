@@ -1,0 +1,503 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * wirescope conn: TCP connection lifecycle with process, bytes and duration.
+ *
+ * The lifecycle (open, established, how it ended, bytes) comes from the
+ * sock/inet_sock_set_state and tcp_receive_reset tracepoints on every kernel
+ * (lbtf_* or ltp_*, see below). Which process owns a socket can only be
+ * learnt in process context; three sets of programs do that, and user space
+ * enables exactly one of them (by program name):
+ *   fe_*  fentry/fexit on tcp_v4_connect, tcp_v6_connect, inet_csk_accept, tcp_close
+ *   kp_*  kprobe/kretprobe on the same functions
+ *   tp_*  syscall tracepoints (accept/accept4 exit) when neither is available
+ */
+#include "common.bpf.h"
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include "conn.h"
+#include "proc.bpf.h"
+#include "sock.bpf.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+const volatile struct conn_config cfg = {};
+/* Set by user space: 1 when the tracepoint method is in use (connect events
+ * are then emitted at SYN_SENT, before the local port is chosen). */
+const volatile __u8 tracepoint_method = 0;
+
+struct conn_event _conn_event_btf = {};
+enum conn_counter _conn_counter_btf = COUNTER_MAP_FULL;
+enum conn_limits _conn_limits_btf = MAX_CONNS;
+enum conn_kind _conn_kind_btf = CONN_CONNECT;
+enum conn_end _conn_end_btf = END_NONE;
+enum conn_side _conn_side_btf = SIDE_UNKNOWN;
+enum conn_flags _conn_flags_btf = FLAG_PROC_KNOWN;
+enum family _family_btf = FAMILY_OTHER;
+
+/* TCP states (include/net/tcp_states.h) */
+enum {
+	TCP_ESTABLISHED_ = 1,
+	TCP_SYN_SENT_ = 2,
+	TCP_SYN_RECV_ = 3,
+	TCP_FIN_WAIT1_ = 4,
+	TCP_FIN_WAIT2_ = 5,
+	TCP_TIME_WAIT_ = 6,
+	TCP_CLOSE_ = 7,
+	TCP_CLOSE_WAIT_ = 8,
+	TCP_LAST_ACK_ = 9,
+	TCP_LISTEN_ = 10,
+	TCP_CLOSING_ = 11,
+};
+
+#define IPPROTO_TCP_ 6
+
+/* What we know about a live connection, keyed by its struct sock address. */
+struct conn_state {
+	__u64 start_ns;
+	__u64 cgroup_id;
+	__u32 pid;
+	__u8 side;
+	__u8 flags;     /* enum conn_flags */
+	__u8 closed_by; /* END_LOCAL_CLOSE / END_REMOTE_CLOSE, first FIN */
+	__u8 reset_rx;  /* a reset arrived */
+	char comm[COMM_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MAX_CONNS);
+	__type(key, __u64);
+	__type(value, struct conn_state);
+} conns SEC(".maps");
+
+/* kprobe method: the socket of a tcp_v{4,6}_connect in flight, by thread. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 4096);
+	__type(key, __u64);
+	__type(value, __u64);
+} connecting SEC(".maps");
+
+static __always_inline struct conn_state *track(const struct sock *sk, __u8 side)
+{
+	__u64 key = (__u64)sk;
+	struct conn_state fresh = {};
+	struct conn_state *st;
+
+	fresh.start_ns = bpf_ktime_get_ns();
+	fresh.side = side;
+	fresh.flags = FLAG_START_KNOWN;
+	/* a socket reused for a new connection starts over */
+	if (bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY)) {
+		count(COUNTER_MAP_FULL);
+		return NULL;
+	}
+	st = bpf_map_lookup_elem(&conns, &key);
+	return st;
+}
+
+static __always_inline struct conn_state *lookup(const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+
+	return bpf_map_lookup_elem(&conns, &key);
+}
+
+/* Called in process context only: the current task owns the socket. */
+static __always_inline void set_owner(struct conn_state *st)
+{
+	if (!st || (st->flags & FLAG_PROC_KNOWN))
+		return;
+	st->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(st->comm, sizeof(st->comm));
+	st->cgroup_id = bpf_get_current_cgroup_id();
+	st->flags |= FLAG_PROC_KNOWN;
+	if (proc_match(&cfg.proc))
+		st->flags |= FLAG_PROC_MATCH;
+}
+
+static __always_inline int port_wanted(const struct sock_tuple *t)
+{
+	if (!cfg.n_ports)
+		return 1;
+#pragma unroll
+	for (int i = 0; i < MAX_CONN_PORTS; i++) {
+		if (i >= cfg.n_ports)
+			break;
+		if (t->lport == cfg.ports[i] || t->rport == cfg.ports[i])
+			return 1;
+	}
+	return 0;
+}
+
+/*
+ * Payload bytes, from the kernel's own counters. bytes_sent counts every
+ * transmission of data (not SYN or FIN), bytes_retrans the repeated ones, so
+ * their difference is the data this side sent once. bytes_received counts the
+ * advance of rcv_nxt, which includes the peer's FIN: tcp_fin() marks that with
+ * SOCK_DONE, and the FIN's one sequence number is taken off again.
+ */
+static __always_inline __u64 payload_sent(const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 sent = BPF_CORE_READ(tp, bytes_sent);
+	__u64 retrans = BPF_CORE_READ(tp, bytes_retrans);
+
+	return sent > retrans ? sent - retrans : 0;
+}
+
+static __always_inline __u64 payload_received(const struct sock *sk)
+{
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u64 received = BPF_CORE_READ(tp, bytes_received);
+	unsigned long flags = BPF_CORE_READ(sk, __sk_common.skc_flags);
+	__u32 done_bit = bpf_core_enum_value(enum sock_flags, SOCK_DONE);
+
+	if (done_bit < 64 && (flags >> done_bit) & 1 && received > 0)
+		received -= 1;
+	return received;
+}
+
+static __always_inline void emit(const struct sock *sk, const struct conn_state *st, __u8 kind,
+				 __u8 end)
+{
+	struct sock_tuple t = {};
+	struct conn_event *e;
+
+	if (sock_tuple(sk, &t))
+		return;
+	count(COUNTER_SEEN);
+	if ((cfg.family && t.family != cfg.family) || !port_wanted(&t) ||
+	    (proc_filter_active(&cfg.proc) &&
+	     (!st || !(st->flags & FLAG_PROC_KNOWN) || !(st->flags & FLAG_PROC_MATCH)))) {
+		count(COUNTER_FILTERED);
+		return;
+	}
+	e = reserve(sizeof(*e));
+	if (!e)
+		return;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->kind = kind;
+	e->end = end;
+	e->family = t.family;
+	e->lport = t.lport;
+	e->rport = t.rport;
+	__builtin_memcpy(e->laddr, t.laddr, ADDR_LEN);
+	__builtin_memcpy(e->raddr, t.raddr, ADDR_LEN);
+	e->netns = sock_netns(sk);
+	if (kind == CONN_CLOSE) {
+		e->tx_bytes = payload_sent(sk);
+		e->rx_bytes = payload_received(sk);
+	} else {
+		e->tx_bytes = 0;
+		e->rx_bytes = 0;
+	}
+	if (st) {
+		e->start_ns = st->start_ns;
+		e->pid = st->pid;
+		e->cgroup_id = st->cgroup_id;
+		e->side = st->side;
+		e->flags = st->flags & (FLAG_PROC_KNOWN | FLAG_START_KNOWN);
+		__builtin_memcpy(e->comm, st->comm, COMM_LEN);
+	} else {
+		e->start_ns = 0;
+		e->pid = 0;
+		e->cgroup_id = 0;
+		e->side = SIDE_UNKNOWN;
+		e->flags = 0;
+		__builtin_memset(e->comm, 0, COMM_LEN);
+	}
+	submit(e);
+}
+
+/* How a connection that reached TCP_CLOSE from `old` ended. */
+static __always_inline __u8 end_reason(int old, const struct conn_state *st)
+{
+	int reset_rx = st && st->reset_rx;
+
+	if (old == TCP_SYN_SENT_)
+		return reset_rx ? END_REFUSED : END_CONNECT_FAILED;
+	if (reset_rx)
+		return END_RESET_RECEIVED;
+	switch (old) {
+	case TCP_LAST_ACK_:
+	case TCP_FIN_WAIT2_:
+	case TCP_CLOSING_:
+	case TCP_TIME_WAIT_:
+		return st && st->closed_by ? st->closed_by : END_UNKNOWN;
+	default:
+		/* from ESTABLISHED, CLOSE_WAIT, FIN_WAIT1, SYN_RECV without a FIN
+		 * exchange and without a reset from the peer: aborted here */
+		return END_RESET_SENT;
+	}
+}
+
+/* A TCP socket moved from `old` to `new` (any context). */
+static __always_inline void on_state(const struct sock *sk, int old, int new)
+{
+	struct conn_state *st;
+
+	switch (new) {
+	case TCP_SYN_SENT_:
+		/* connect(): process context */
+		st = track(sk, SIDE_ACTIVE);
+		set_owner(st);
+		if (tracepoint_method && cfg.events && st)
+			emit(sk, st, CONN_CONNECT, END_NONE);
+		return;
+	case TCP_SYN_RECV_:
+		/* the child socket of a listener: softirq, owner unknown until accept */
+		if (old == TCP_LISTEN_ || old == TCP_CLOSE_)
+			track(sk, SIDE_PASSIVE);
+		return;
+	case TCP_ESTABLISHED_:
+		if (cfg.events)
+			emit(sk, lookup(sk), CONN_ESTABLISHED, END_NONE);
+		return;
+	case TCP_FIN_WAIT1_:
+		/* close() or shutdown() here: process context */
+		st = lookup(sk);
+		if (st && !st->closed_by)
+			st->closed_by = END_LOCAL_CLOSE;
+		set_owner(st);
+		return;
+	case TCP_CLOSE_WAIT_:
+		st = lookup(sk);
+		if (st && !st->closed_by)
+			st->closed_by = END_REMOTE_CLOSE;
+		return;
+	case TCP_LAST_ACK_:
+		/* the passive closer's close(): process context */
+		set_owner(lookup(sk));
+		return;
+	case TCP_CLOSE_:
+		if (old == TCP_LISTEN_)
+			return;
+		st = lookup(sk);
+		if (!st)
+			count(COUNTER_UNTRACKED_CLOSE);
+		emit(sk, st, CONN_CLOSE, end_reason(old, st));
+		if (st) {
+			__u64 key = (__u64)sk;
+
+			bpf_map_delete_elem(&conns, &key);
+		}
+		return;
+	}
+}
+
+static __always_inline void on_reset_received(const struct sock *sk)
+{
+	struct conn_state *st = lookup(sk);
+
+	if (st)
+		st->reset_rx = 1;
+}
+
+/*
+ * The lifecycle hooks come in two flavours; user space loads one:
+ *   ltp_*   classic tracepoints
+ *   lbtf_*  BTF tracepoints (tp_btf), where the classic ones cannot attach
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(lbtf_set_state, const struct sock *sk, int old, int new)
+{
+	if (BPF_CORE_READ(sk, sk_protocol) == IPPROTO_TCP_)
+		on_state(sk, old, new);
+	return 0;
+}
+
+SEC("tp_btf/tcp_receive_reset")
+int BPF_PROG(lbtf_receive_reset, struct sock *sk)
+{
+	on_reset_received(sk);
+	return 0;
+}
+
+SEC("tracepoint/sock/inet_sock_set_state")
+int ltp_set_state(struct trace_event_raw_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol == IPPROTO_TCP_)
+		on_state(ctx->skaddr, ctx->oldstate, ctx->newstate);
+	return 0;
+}
+
+SEC("tracepoint/tcp/tcp_receive_reset")
+int ltp_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
+{
+	on_reset_received(ctx->skaddr);
+	return 0;
+}
+
+/* --- shared by the process-context hooks of every method --- */
+
+static __always_inline void on_connect(const struct sock *sk, int ret)
+{
+	struct conn_state *st;
+
+	if (ret != 0 && ret != -115 /* -EINPROGRESS */)
+		return;
+	st = lookup(sk);
+	set_owner(st);
+	if (cfg.events && st)
+		emit(sk, st, CONN_CONNECT, END_NONE);
+}
+
+static __always_inline void on_accept(const struct sock *sk)
+{
+	struct conn_state *st;
+
+	if (!sk)
+		return;
+	st = lookup(sk);
+	if (!st)
+		return;
+	set_owner(st);
+	if (cfg.events)
+		emit(sk, st, CONN_ACCEPT, END_NONE);
+}
+
+static __always_inline void on_close_call(const struct sock *sk)
+{
+	set_owner(lookup(sk));
+}
+
+/* --- fentry/fexit --- */
+
+SEC("fexit/tcp_v4_connect")
+int BPF_PROG(fe_v4_connect, struct sock *sk, struct sockaddr *uaddr, int addr_len, int ret)
+{
+	on_connect(sk, ret);
+	return 0;
+}
+
+SEC("fexit/tcp_v6_connect")
+int BPF_PROG(fe_v6_connect, struct sock *sk, struct sockaddr *uaddr, int addr_len, int ret)
+{
+	on_connect(sk, ret);
+	return 0;
+}
+
+/* inet_csk_accept(sk, flags, err, kern) before Linux 6.10 */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fe_accept4, struct sock *sk, int flags, int *err, bool kern, struct sock *ret)
+{
+	on_accept(ret);
+	return 0;
+}
+
+/* inet_csk_accept(sk, arg) since Linux 6.10 */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(fe_accept2, struct sock *sk, void *arg, struct sock *ret)
+{
+	on_accept(ret);
+	return 0;
+}
+
+SEC("fentry/tcp_close")
+int BPF_PROG(fe_close, struct sock *sk, long timeout)
+{
+	on_close_call(sk);
+	return 0;
+}
+
+/* --- kprobe/kretprobe --- */
+
+static __always_inline void stash_connect(const struct sock *sk)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	__u64 v = (__u64)sk;
+
+	bpf_map_update_elem(&connecting, &tid, &v, BPF_ANY);
+}
+
+static __always_inline void connect_returned(int ret)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	__u64 *sk = bpf_map_lookup_elem(&connecting, &tid);
+
+	if (!sk)
+		return;
+	on_connect((const struct sock *)*sk, ret);
+	bpf_map_delete_elem(&connecting, &tid);
+}
+
+SEC("kprobe/tcp_v4_connect")
+int BPF_KPROBE(kp_v4_connect, struct sock *sk)
+{
+	stash_connect(sk);
+	return 0;
+}
+
+SEC("kretprobe/tcp_v4_connect")
+int BPF_KRETPROBE(kp_v4_connect_ret, int ret)
+{
+	connect_returned(ret);
+	return 0;
+}
+
+SEC("kprobe/tcp_v6_connect")
+int BPF_KPROBE(kp_v6_connect, struct sock *sk)
+{
+	stash_connect(sk);
+	return 0;
+}
+
+SEC("kretprobe/tcp_v6_connect")
+int BPF_KRETPROBE(kp_v6_connect_ret, int ret)
+{
+	connect_returned(ret);
+	return 0;
+}
+
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(kp_accept_ret, struct sock *newsk)
+{
+	on_accept(newsk);
+	return 0;
+}
+
+SEC("kprobe/tcp_close")
+int BPF_KPROBE(kp_close, struct sock *sk)
+{
+	on_close_call(sk);
+	return 0;
+}
+
+/* --- tracepoints only: accept() learnt from the returned file descriptor --- */
+
+static __always_inline const struct sock *sock_of_fd(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+	struct socket *sock;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+		return NULL;
+	/* accept() returns socket files: private_data is the struct socket */
+	sock = BPF_CORE_READ(file, private_data);
+	if (!sock)
+		return NULL;
+	return BPF_CORE_READ(sock, sk);
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int tp_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret >= 0)
+		on_accept(sock_of_fd(ctx->ret));
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int tp_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	if (ctx->ret >= 0)
+		on_accept(sock_of_fd(ctx->ret));
+	return 0;
+}

@@ -1,0 +1,227 @@
+//! What the function-tracing commands (conn, sendlat) share: choosing an
+//! attach method by a real trial, and the process filters.
+//!
+//! Each tracing object carries every method's programs, named by prefix:
+//! `fe_` (fentry/fexit), `kp_` (kprobe/kretprobe), `tp_` (tracepoints only),
+//! and `all_` for programs every method uses. Exactly one method's programs
+//! are loaded.
+
+use std::fs::File;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use libbpf_rs::{MapCore, MapFlags, OpenObject};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum AttachArg {
+    /// the first that works: fentry, then kprobe, then tracepoint
+    Auto,
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Method {
+    Fentry,
+    Kprobe,
+    Tracepoint,
+}
+
+impl Method {
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Fentry => "fentry",
+            Method::Kprobe => "kprobe",
+            Method::Tracepoint => "tracepoint",
+        }
+    }
+
+    fn prefix(self) -> &'static str {
+        match self {
+            Method::Fentry => "fe_",
+            Method::Kprobe => "kp_",
+            Method::Tracepoint => "tp_",
+        }
+    }
+}
+
+/// The methods to try, best first.
+pub fn candidates(arg: AttachArg) -> &'static [Method] {
+    match arg {
+        AttachArg::Auto => &[Method::Fentry, Method::Kprobe, Method::Tracepoint],
+        AttachArg::Fentry => &[Method::Fentry],
+        AttachArg::Kprobe => &[Method::Kprobe],
+        AttachArg::Tracepoint => &[Method::Tracepoint],
+    }
+}
+
+/// Tracepoint flavours for the programs every method uses, as (name,
+/// program-name prefix). Classic tracepoints first: when the kernel skips one
+/// of their runs (another kprobe/tracepoint program was running on that CPU)
+/// it counts it, and the summary reports it as `missed` (Linux >= 6.7). BTF
+/// tracepoints (tp_btf) where those cannot attach (no tracefs).
+pub const TP_FLAVOURS: [(&str, &str); 2] = [("tracepoint", "ltp_"), ("tp_btf", "lbtf_")];
+
+/// Load only the programs of `method`, those whose names start with one of
+/// `also`, and none named in `skip`.
+pub fn enable_method(obj: &mut OpenObject, method: Method, also: &[&str], skip: &[&str]) {
+    for mut prog in obj.progs_mut() {
+        let name = prog.name().to_string_lossy().into_owned();
+        let on = (name.starts_with(method.prefix()) || also.iter().any(|p| name.starts_with(p)))
+            && !skip.contains(&name.as_str());
+        prog.set_autoload(on);
+    }
+}
+
+/// File descriptors of the loaded programs of an object (for their statistics).
+pub fn program_fds(obj: &libbpf_rs::Object) -> Vec<i32> {
+    use std::os::fd::AsFd;
+    obj.progs()
+        .map(|p| p.as_fd().as_raw_fd())
+        .filter(|&fd| fd >= 0)
+        .collect()
+}
+
+/// The error when no method could attach: each method's reason, and the fix.
+pub fn no_method(tried: Vec<(Method, anyhow::Error)>) -> anyhow::Error {
+    let forced = tried.len() == 1;
+    let reasons: Vec<String> = tried
+        .iter()
+        .map(|(m, e)| format!("{}: {e:#}", m.name()))
+        .collect();
+    if forced {
+        anyhow::anyhow!(
+            "cannot attach with {} (try --attach auto)",
+            reasons.join("")
+        )
+    } else {
+        anyhow::anyhow!(
+            "no attach method works on this kernel ({}); see `wirescope probe`",
+            reasons.join("; ")
+        )
+    }
+}
+
+/// Number of parameters of a kernel function, from the kernel's BTF.
+pub fn kernel_func_params(name: &str) -> Option<usize> {
+    use libbpf_rs::btf::types::{Func, FuncProto};
+    use libbpf_rs::ReferencesType;
+    let btf = libbpf_rs::btf::Btf::from_vmlinux().ok()?;
+    let func: Func<'_> = btf.type_by_name(name)?;
+    let proto: FuncProto<'_> = btf.type_by_id(func.referenced_type_id())?;
+    Some(proto.len())
+}
+
+/// -p/--pid, --comm, --cgroup as the user gave them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcFilter {
+    pub pid: Option<u32>,
+    pub comm: Option<String>,
+    pub cgroup: Option<PathBuf>,
+}
+
+/// Kernel task names are 15 bytes and a NUL.
+pub const COMM_MAX: usize = 15;
+
+impl ProcFilter {
+    /// `comm` as the kernel compares it: at most 15 bytes, NUL-padded.
+    pub fn comm_bytes(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        if let Some(c) = &self.comm {
+            let b = c.as_bytes();
+            let n = b.len().min(COMM_MAX);
+            out[..n].copy_from_slice(&b[..n]);
+        }
+        out
+    }
+
+    /// Open the --cgroup directory (cgroup v2) for the filter map.
+    pub fn open_cgroup(&self) -> Result<Option<OwnedFd>> {
+        let Some(path) = &self.cgroup else {
+            return Ok(None);
+        };
+        Ok(Some(open_cgroup2_dir(path)?))
+    }
+}
+
+const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+
+fn open_cgroup2_dir(path: &Path) -> Result<OwnedFd> {
+    let file =
+        File::open(path).with_context(|| format!("--cgroup {}: cannot open it", path.display()))?;
+    let meta = file.metadata()?;
+    if !meta.is_dir() {
+        bail!("--cgroup {}: not a directory", path.display());
+    }
+    let fs =
+        nix::sys::statfs::fstatfs(&file).with_context(|| format!("--cgroup {}", path.display()))?;
+    if fs.filesystem_type().0 as i64 != CGROUP2_SUPER_MAGIC {
+        bail!(
+            "--cgroup {}: not a cgroup v2 directory (e.g. /sys/fs/cgroup/system.slice/foo.service)",
+            path.display()
+        );
+    }
+    Ok(OwnedFd::from(file))
+}
+
+/// Put the --cgroup directory into slot 0 of a program's `cgroup_filter` map.
+pub fn set_cgroup_filter(map: &dyn MapCore, fd: &OwnedFd) -> Result<()> {
+    let key = 0u32.to_ne_bytes();
+    let value = (fd.as_raw_fd() as u32).to_ne_bytes();
+    map.update(&key, &value, MapFlags::ANY)
+        .context("setting the --cgroup filter")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn comm_is_cut_like_the_kernel_does() {
+        let f = ProcFilter {
+            comm: Some("systemd-resolved".into()),
+            ..Default::default()
+        };
+        assert_eq!(&f.comm_bytes()[..16], b"systemd-resolve\0");
+        let f = ProcFilter {
+            comm: Some("nginx".into()),
+            ..Default::default()
+        };
+        assert_eq!(&f.comm_bytes()[..6], b"nginx\0");
+    }
+
+    #[test]
+    fn method_order() {
+        assert_eq!(
+            candidates(AttachArg::Auto),
+            &[Method::Fentry, Method::Kprobe, Method::Tracepoint]
+        );
+        assert_eq!(candidates(AttachArg::Kprobe), &[Method::Kprobe]);
+        let e = no_method(vec![(Method::Fentry, anyhow::anyhow!("EPERM"))]).to_string();
+        assert!(e.contains("cannot attach with fentry: EPERM"), "{e}");
+    }
+
+    #[test]
+    fn cgroup_must_be_a_cgroup2_dir() {
+        let f = ProcFilter {
+            cgroup: Some("/nonexistent/cg".into()),
+            ..Default::default()
+        };
+        assert!(f
+            .open_cgroup()
+            .unwrap_err()
+            .to_string()
+            .contains("cannot open"));
+        let f = ProcFilter {
+            cgroup: Some("/proc".into()),
+            ..Default::default()
+        };
+        assert!(f
+            .open_cgroup()
+            .unwrap_err()
+            .to_string()
+            .contains("not a cgroup v2"));
+    }
+}
