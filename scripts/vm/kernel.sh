@@ -29,11 +29,13 @@ say() { echo "kernel.sh: $*" >&2; }
 die() { say "$*"; exit 1; }
 
 # The Debian archive and security archive this machine's apt already uses.
+# shellcheck disable=SC2016 # apt's own $(...) format fields, not shell
 targets=$(apt-get indextargets --format '$(REPO_URI) $(RELEASE)' 'Identifier: Packages' | sort -u)
 archive=$(awk '$2 !~ /-/ {print $1; exit}' <<<"$targets")
 security=$(awk '$2 ~ /-security$/ {print $1; exit}' <<<"$targets")
-[ -n "$archive" ] && [ -n "$security" ] ||
+if [ -z "$archive" ] || [ -z "$security" ]; then
     die "no Debian archive and security archive in this machine's apt sources (found: ${targets:-nothing}); the kernel matrix fetches Debian's kernels from them"
+fi
 keyring=/usr/share/keyrings/debian-archive-keyring.gpg
 [ -r "$keyring" ] || die "$keyring missing: apt-get install debian-archive-keyring"
 
