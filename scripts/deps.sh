@@ -5,7 +5,9 @@
 set -euo pipefail
 
 build=(clang llvm libelf-dev zlib1g-dev pkg-config make file)
-test=(iproute2 tcpdump python3 curl procps qemu-system-x86 busybox-static cpio kmod)
+# The kernel matrix (scripts/matrix.sh): qemu, virtme-ng's venv and its initramfs
+# (busybox), depmod for the unpacked kernels' modules.
+test=(iproute2 tcpdump python3 python3-venv curl procps qemu-system-x86 busybox-static kmod)
 bench=(bpftrace xdp-tools iperf3 nginx apache2-utils tcpdump)
 
 groups=("$@")

@@ -253,10 +253,22 @@ static __always_inline void trace(struct __sk_buff *skb, void *data, void *data_
 			/* one 64-bit register, checked right before the call */
 			__u64 n = want;
 
-			barrier_var(n);
 			got = 0;
-			if (n >= 1 && n <= MAX_SNAPLEN && bpf_skb_load_bytes(skb, 0, s->data, n) == 0)
-				got = n;
+			/*
+			 * The helper needs 1 <= n <= MAX_SNAPLEN in the verifier's eyes.
+			 * Written as `n >= 1 && n <= MAX`, clang folds it into one unsigned
+			 * compare of n - 1 (or tests n != 0), and verifiers before Linux
+			 * 6.11 learn no lower bound of n from either, so 5.10 and 6.1
+			 * rejected the call ("R3 min value is outside of the allowed memory
+			 * range"). A signed test against 0, kept apart from the upper
+			 * bound by barrier_var, gives n a minimum of 1 on every kernel.
+			 */
+			barrier_var(n);
+			if ((__s64)n > 0) {
+				barrier_var(n);
+				if (n <= MAX_SNAPLEN && bpf_skb_load_bytes(skb, 0, s->data, n) == 0)
+					got = n;
+			}
 		} else {
 			got = copy_frame(data, data_end, s->data, want);
 		}
