@@ -355,7 +355,7 @@ impl Tracker {
         }
         let flow = self.flows.entry(seg.key).or_default();
         flow.last_ns = seg.ts_ns;
-        if flow.waiting.is_empty() {
+        if flow.waiting.is_empty() && flow.req.next != Next::Never {
             // Everything sent before was answered: a retransmission cannot
             // follow, and this may be a new connection on the same ports.
             flow.req = Stream::default();
@@ -599,5 +599,545 @@ impl Tracker {
         for (key, w) in ended {
             Self::end(&mut self.counts, key, w, Outcome::Pending, out);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: u64 = 1_000_000;
+    const TIMEOUT: u64 = 30_000 * MS;
+
+    fn key() -> FlowKey {
+        FlowKey {
+            client: "10.0.0.1".parse().unwrap(),
+            cport: 40000,
+            server: "10.0.0.2".parse().unwrap(),
+            sport: 80,
+        }
+    }
+
+    fn seg(ts_ms: u64, seq: u32, ack: u32, bytes: &[u8]) -> Segment<'_> {
+        Segment {
+            key: key(),
+            ts_ns: ts_ms * MS,
+            seq,
+            ack,
+            payload_len: bytes.len() as u32,
+            bytes,
+            ingress: true,
+        }
+    }
+
+    fn get(path: &str) -> Vec<u8> {
+        format!("GET {path} HTTP/1.1\r\nHost: example.com\r\n\r\n").into_bytes()
+    }
+
+    fn ok(status: u16, body: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+        .into_bytes()
+    }
+
+    /// Client sequence numbers start at C, server ones at S.
+    const C: u32 = 1000;
+    const S: u32 = 5000;
+
+    struct Run {
+        t: Tracker,
+        out: Vec<Exchange>,
+    }
+
+    impl Run {
+        fn new() -> Run {
+            Self::with(Select::default())
+        }
+        fn with(select: Select) -> Run {
+            Run {
+                t: Tracker::new(TIMEOUT, select),
+                out: Vec::new(),
+            }
+        }
+        fn req(&mut self, s: Segment<'_>) {
+            self.t.request(&s);
+        }
+        fn resp(&mut self, s: Segment<'_>) {
+            let out = &mut self.out;
+            self.t.response(&s, &mut |x| out.push(x));
+        }
+        fn expire(&mut self, now_ms: u64) {
+            let out = &mut self.out;
+            self.t.expire(now_ms * MS, &mut |x| out.push(x));
+        }
+        fn finish(&mut self) {
+            let out = &mut self.out;
+            self.t.finish(&mut |x| out.push(x));
+        }
+        /// (path, outcome, status, latency in ms)
+        fn lines(&self) -> Vec<(String, &'static str, Option<u16>, Option<u64>)> {
+            self.out
+                .iter()
+                .map(|x| {
+                    (
+                        x.req.path.clone(),
+                        x.outcome.as_str(),
+                        x.status,
+                        x.latency_ns.map(|n| n / MS),
+                    )
+                })
+                .collect()
+        }
+    }
+
+    fn line(
+        path: &str,
+        outcome: &'static str,
+        status: Option<u16>,
+        ms: Option<u64>,
+    ) -> (String, &'static str, Option<u16>, Option<u64>) {
+        (path.to_string(), outcome, status, ms)
+    }
+
+    #[test]
+    fn keep_alive_requests_pair_in_order_with_latency() {
+        let mut r = Run::new();
+        let (a, b) = (get("/a"), get("/b"));
+        let (p1, p2) = (ok(200, "hello"), ok(404, "no"));
+        r.req(seg(0, C, S, &a));
+        r.resp(seg(7, S, C + a.len() as u32, &p1));
+        r.req(seg(10, C + a.len() as u32, S + p1.len() as u32, &b));
+        r.resp(seg(
+            12,
+            S + p1.len() as u32,
+            C + (a.len() + b.len()) as u32,
+            &p2,
+        ));
+        assert_eq!(
+            r.lines(),
+            vec![
+                line("/a", "answered", Some(200), Some(7)),
+                line("/b", "answered", Some(404), Some(2)),
+            ]
+        );
+        let x = &r.out[0];
+        assert_eq!(x.key, key());
+        assert_eq!(x.req.method, Method::Get);
+        assert_eq!(x.req.host.as_deref(), Some("example.com"));
+        assert_eq!(x.req.version, Version(1));
+        assert!(x.req.ingress);
+        let c = r.t.counts;
+        assert_eq!((c.requests, c.responses, c.answered), (2, 2, 2));
+        assert_eq!(c.unmatched + c.duplicates + c.invalid + c.missed, 0);
+    }
+
+    #[test]
+    fn pipelined_requests_in_separate_segments() {
+        let mut r = Run::new();
+        let reqs: Vec<Vec<u8>> = ["/1", "/2", "/3"].iter().map(|p| get(p)).collect();
+        let mut seq = C;
+        for (i, q) in reqs.iter().enumerate() {
+            r.req(seg(i as u64, seq, S, q));
+            seq += q.len() as u32;
+        }
+        let mut sseq = S;
+        for (i, st) in [201u16, 202, 203].into_iter().enumerate() {
+            let p = ok(st, "x");
+            r.resp(seg(10 + i as u64, sseq, seq, &p));
+            sseq += p.len() as u32;
+        }
+        assert_eq!(
+            r.lines(),
+            vec![
+                line("/1", "answered", Some(201), Some(10)),
+                line("/2", "answered", Some(202), Some(10)),
+                line("/3", "answered", Some(203), Some(10)),
+            ]
+        );
+    }
+
+    #[test]
+    fn pipelined_messages_in_one_segment_each_way() {
+        let mut r = Run::new();
+        // a POST with a body, then a GET, then a HEAD, all in one segment
+        let mut burst = b"POST /p HTTP/1.1\r\nHost: h\r\nContent-Length: 4\r\n\r\nGET ".to_vec();
+        burst.extend(get("/g"));
+        burst.extend(b"HEAD /h HTTP/1.1\r\nHost: h\r\n\r\n");
+        r.req(seg(0, C, S, &burst));
+        assert_eq!(r.t.counts.requests, 3);
+        // answers: 201 with a body, 100 Continue (interim) then 200, and the
+        // HEAD's answer whose Content-Length announces a body it does not carry
+        let mut answers = ok(201, "made");
+        answers.extend(b"HTTP/1.1 100 Continue\r\n\r\n");
+        answers.extend(ok(200, "0123456789"));
+        answers.extend(b"HTTP/1.1 204 No Content\r\nContent-Length: 99\r\n\r\n");
+        r.resp(seg(5, S, C + burst.len() as u32, &answers));
+        assert_eq!(
+            r.lines(),
+            vec![
+                line("/p", "answered", Some(201), Some(5)),
+                line("/g", "answered", Some(200), Some(5)),
+                line("/h", "answered", Some(204), Some(5)),
+            ]
+        );
+        assert_eq!(r.t.counts.responses, 4);
+        assert_eq!(r.t.counts.unmatched, 0);
+    }
+
+    #[test]
+    fn messages_past_the_window_keep_their_place() {
+        let mut r = Run::new();
+        // two requests in one segment; the window holds only the first
+        let (a, b) = (get("/a"), get("/b"));
+        let both = [a.clone(), b.clone()].concat();
+        let mut s = seg(0, C, S, &both[..a.len()]);
+        s.payload_len = both.len() as u32;
+        r.req(s);
+        assert_eq!((r.t.counts.requests, r.t.counts.unseen), (1, 1));
+        // two answers in one segment; the first body fills the window
+        let big = "x".repeat(3000);
+        let answers = [ok(200, &big), ok(200, "b")].concat();
+        let mut s = seg(3, S, C + both.len() as u32, &answers[..2048]);
+        s.payload_len = answers.len() as u32;
+        r.resp(s);
+        // a third request and its answer, pairing as they should
+        let c = get("/c");
+        r.req(seg(4, C + both.len() as u32, S, &c));
+        let p = ok(302, "");
+        r.resp(seg(
+            6,
+            S + answers.len() as u32,
+            C + (both.len() + c.len()) as u32,
+            &p,
+        ));
+        assert_eq!(
+            r.lines(),
+            vec![
+                line("/a", "answered", Some(200), Some(3)),
+                line("/c", "answered", Some(302), Some(2)),
+            ]
+        );
+        // the unseen /b took the second answer without being printed
+        assert_eq!(r.t.counts.unmatched, 0);
+        assert_eq!(r.t.counts.missed, 0);
+    }
+
+    #[test]
+    fn a_response_that_started_where_nobody_looked_is_reported_missed() {
+        let mut r = Run::new();
+        let reqs: Vec<Vec<u8>> = ["/1", "/2", "/3"].iter().map(|p| get(p)).collect();
+        let mut seq = C;
+        for q in &reqs {
+            r.req(seg(0, seq, S, q));
+            seq += q.len() as u32;
+        }
+        let p1 = ok(200, "one");
+        let p2 = ok(500, "two"); // never reaches user space (mid-segment)
+        let p3 = ok(201, "three");
+        r.resp(seg(1, S, seq, &p1));
+        r.resp(seg(2, S + (p1.len() + p2.len()) as u32, seq, &p3));
+        assert_eq!(
+            r.lines(),
+            vec![
+                line("/1", "answered", Some(200), Some(1)),
+                line("/2", "missed", None, None),
+                line("/3", "answered", Some(201), Some(2)),
+            ]
+        );
+        assert_eq!(r.t.counts.missed, 1);
+    }
+
+    #[test]
+    fn an_unseen_request_between_two_seen_ones_takes_its_answer() {
+        let mut r = Run::new();
+        let (a, b, c) = (get("/a"), get("/b"), get("/c"));
+        r.req(seg(0, C, S, &a));
+        // /b is never seen; /c starts after it
+        let cseq = C + (a.len() + b.len()) as u32;
+        r.req(seg(1, cseq, S, &c));
+        assert_eq!(r.t.counts.unseen, 1);
+        let end = cseq + c.len() as u32;
+        let (p1, p2, p3) = (ok(200, ""), ok(403, ""), ok(204, ""));
+        r.resp(seg(5, S, end, &p1));
+        r.resp(seg(6, S + p1.len() as u32, end, &p2));
+        r.resp(seg(7, S + (p1.len() + p2.len()) as u32, end, &p3));
+        assert_eq!(
+            r.lines(),
+            vec![
+                line("/a", "answered", Some(200), Some(5)),
+                line("/c", "answered", Some(204), Some(6)),
+            ]
+        );
+    }
+
+    #[test]
+    fn duplicates_and_segments_inside_bodies_are_ignored() {
+        let mut r = Run::new();
+        // a POST whose 5000-byte body spans several segments; one of them
+        // happens to start with a request line
+        let head = b"POST /upload HTTP/1.1\r\nHost: h\r\nContent-Length: 5000\r\n\r\n".to_vec();
+        r.req(seg(0, C, S, &head));
+        r.req(seg(0, C, S, &head)); // retransmission (or lo's second hook)
+        let inside = get("/not-a-request");
+        r.req(seg(1, C + head.len() as u32 + 1400, S, &inside));
+        let end = C + head.len() as u32 + 5000;
+        // a response body that starts like a status line, then the answer
+        let p = ok(200, "done");
+        r.resp(seg(9, S, end, &p));
+        r.resp(seg(9, S, end, &p)); // seen twice
+                                    // a segment of the same response body (had it been longer)
+        assert_eq!(
+            r.lines(),
+            vec![line("/upload", "answered", Some(200), Some(9))]
+        );
+        let c = r.t.counts;
+        assert_eq!((c.requests, c.duplicates, c.in_body), (1, 2, 1));
+        // a response whose body is longer than its first segment
+        let head = get("/big");
+        let q = end;
+        r.req(seg(10, q, S + p.len() as u32, &head));
+        let big = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n{}",
+            "y".repeat(100)
+        );
+        let s0 = S + p.len() as u32;
+        r.resp(seg(11, s0, q + head.len() as u32, big.as_bytes()));
+        r.resp(seg(12, s0 + 3000, q + head.len() as u32, &ok(500, "fake")));
+        assert_eq!(r.out.len(), 2);
+        assert_eq!(r.t.counts.in_body, 2);
+        assert_eq!(r.t.counts.unmatched, 0);
+    }
+
+    #[test]
+    fn a_response_cannot_answer_a_request_the_server_had_not_received() {
+        let mut r = Run::new();
+        let a = get("/a");
+        r.req(seg(0, C, S, &a));
+        // acknowledges only up to the start of /a: it answers something older
+        let early = ok(200, "");
+        r.resp(seg(1, S, C, &early));
+        assert_eq!(r.t.counts.unmatched, 1);
+        assert!(r.out.is_empty());
+        r.resp(seg(
+            2,
+            S + early.len() as u32,
+            C + a.len() as u32,
+            &ok(202, ""),
+        ));
+        assert_eq!(r.lines(), vec![line("/a", "answered", Some(202), Some(2))]);
+        // a response on a flow never seen
+        let mut other = seg(3, 1, 1, b"HTTP/1.1 200 OK\r\n\r\n");
+        other.key.cport = 1;
+        r.resp(other);
+        assert_eq!(r.t.counts.unmatched, 2);
+    }
+
+    #[test]
+    fn timeouts_and_pending_at_exit() {
+        let mut r = Run::new();
+        let a = get("/slow");
+        r.req(seg(0, C, S, &a));
+        let mut b = seg(100, 7, S, b"GET /left HTTP/1.1\r\n\r\n");
+        b.key.cport = 40001;
+        r.req(b);
+        r.expire(29_999);
+        assert!(r.out.is_empty());
+        r.expire(30_000);
+        assert_eq!(r.lines(), vec![line("/slow", "timeout", None, None)]);
+        r.finish();
+        assert_eq!(
+            r.lines(),
+            vec![
+                line("/slow", "timeout", None, None),
+                line("/left", "pending", None, None),
+            ]
+        );
+        let c = r.t.counts;
+        assert_eq!((c.requests, c.timeouts, c.pending), (2, 1, 1));
+        assert_eq!(r.t.flows(), 0);
+        // a flow with nothing waiting is forgotten after 5 quiet seconds
+        let mut r = Run::new();
+        r.req(seg(0, C, S, &a));
+        r.resp(seg(1, S, C + a.len() as u32, &ok(200, "")));
+        r.expire(1 + 4_999);
+        assert_eq!(r.t.flows(), 1);
+        r.expire(1 + 5_000);
+        assert_eq!(r.t.flows(), 0);
+    }
+
+    #[test]
+    fn a_new_connection_on_the_same_ports_is_not_a_duplicate() {
+        let mut r = Run::new();
+        let a = get("/first");
+        r.req(seg(0, C, S, &a));
+        r.resp(seg(1, S, C + a.len() as u32, &ok(200, "")));
+        // same four-tuple, new connection with a smaller initial sequence number
+        let b = get("/second");
+        r.req(seg(2, 10, 20, &b));
+        r.resp(seg(3, 20, 10 + b.len() as u32, &ok(200, "")));
+        assert_eq!(r.out.len(), 2);
+        assert_eq!(r.t.counts.duplicates, 0);
+    }
+
+    #[test]
+    fn tunnels_are_not_http() {
+        let mut r = Run::new();
+        let q = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+        r.req(seg(0, C, S, q));
+        r.resp(seg(
+            1,
+            S,
+            C + q.len() as u32,
+            b"HTTP/1.1 200 Connection established\r\n\r\n",
+        ));
+        // inside the tunnel, someone speaks HTTP to the far end
+        let inner = get("/inner");
+        r.req(seg(2, C + q.len() as u32, S + 39, &inner));
+        r.resp(seg(3, S + 39, C + 500, &ok(200, "")));
+        assert_eq!(
+            r.lines(),
+            vec![line("example.com:443", "answered", Some(200), Some(1))]
+        );
+        assert_eq!(r.t.counts.in_body, 2);
+    }
+
+    #[test]
+    fn truncated_requests_hold_their_place_silently() {
+        let mut r = Run::new();
+        let long = format!("GET /{} HTTP/1.1\r\n", "a".repeat(3000));
+        let mut s = seg(0, C, S, &long.as_bytes()[..1448]);
+        s.payload_len = 1448;
+        r.req(s);
+        let b = get("/after");
+        let bseq = C + long.len() as u32;
+        r.req(seg(1, bseq, S, &b));
+        let end = bseq + b.len() as u32;
+        let p1 = ok(414, "");
+        r.resp(seg(2, S, end, &p1));
+        r.resp(seg(3, S + p1.len() as u32, end, &ok(200, "")));
+        assert_eq!(
+            r.lines(),
+            vec![line("/after", "answered", Some(200), Some(2))]
+        );
+        let c = r.t.counts;
+        assert_eq!((c.requests, c.truncated, c.answered), (1, 1, 1));
+    }
+
+    #[test]
+    fn invalid_requests_and_responses_are_counted_not_printed() {
+        let mut r = Run::new();
+        r.req(seg(0, C, S, b"GET /a HTTP/9.9\r\n\r\n"));
+        r.req(seg(0, C + 100, S, b"GET  HTTP/1.1\r\n\r\n"));
+        r.resp(seg(1, S, C + 200, b"HTTP/1.1 2000 OK\r\n\r\n"));
+        r.finish();
+        assert!(r.out.is_empty());
+        assert_eq!(r.t.counts.invalid, 3);
+        assert_eq!(r.t.counts.requests, 0);
+    }
+
+    #[test]
+    fn filters_select_requests_but_every_request_takes_its_answer() {
+        let select = Select {
+            methods: vec![Method::Get, Method::Delete],
+            hosts: vec!["api.example.com".into(), "[fd00::1]:8080".into()],
+            path_prefixes: vec!["/v2/".into()],
+            no_query: true,
+        };
+        let mut r = Run::with(select);
+        let reqs = [
+            (
+                "GET",
+                "/v2/users?token=secret",
+                "api.example.com:8443",
+                true,
+            ),
+            ("POST", "/v2/users", "api.example.com", false),
+            ("GET", "/v1/users", "api.example.com", false),
+            ("GET", "/v2/x", "www.example.com", false),
+            ("DELETE", "/v2/y?q", "API.EXAMPLE.COM", true),
+            ("GET", "/v2/z", "[fd00::1]:8080", true),
+            ("GET", "/v2/z", "[fd00::1]:9090", false),
+            ("GET", "/v2/z", "[fd00::1]", false),
+        ];
+        let mut seq = C;
+        for (i, (m, path, host, _)) in reqs.iter().enumerate() {
+            let q = format!("{m} {path} HTTP/1.1\r\nHost: {host}\r\n\r\n");
+            r.req(seg(i as u64, seq, S, q.as_bytes()));
+            seq += q.len() as u32;
+        }
+        let mut sseq = S;
+        for i in 0..reqs.len() {
+            let p = ok(200 + i as u16, "");
+            r.resp(seg(20, sseq, seq, &p));
+            sseq += p.len() as u32;
+        }
+        let want: Vec<(String, Option<u16>)> = reqs
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.3)
+            .map(|(i, (_, path, _, _))| {
+                (
+                    parse::strip_query(path.as_bytes())
+                        .iter()
+                        .map(|&c| c as char)
+                        .collect(),
+                    Some(200 + i as u16),
+                )
+            })
+            .collect();
+        let got: Vec<(String, Option<u16>)> = r
+            .out
+            .iter()
+            .map(|x| (x.req.path.clone(), x.status))
+            .collect();
+        assert_eq!(got, want);
+        assert!(r.out.iter().all(|x| !x.req.path.contains('?')));
+        let c = r.t.counts;
+        assert_eq!((c.requests, c.skipped, c.answered), (8, 5, 8));
+    }
+
+    #[test]
+    fn a_full_queue_drops_the_oldest() {
+        let mut r = Run::new();
+        let q = get("/q");
+        let mut seq = C;
+        for i in 0..=MAX_PENDING {
+            r.req(seg(i as u64, seq, S, &q));
+            seq += q.len() as u32;
+        }
+        assert_eq!(r.t.counts.overflow, 1);
+        r.finish();
+        assert_eq!(r.out.len(), MAX_PENDING);
+        assert_eq!(r.out[0].req.ts_ns, MS);
+    }
+
+    #[test]
+    fn sequence_numbers_wrap() {
+        let mut r = Run::new();
+        let (a, b) = (get("/a"), get("/b"));
+        let start = u32::MAX - 10;
+        r.req(seg(0, start, S, &a));
+        let bseq = start.wrapping_add(a.len() as u32);
+        r.req(seg(0, bseq, S, &b));
+        r.req(seg(0, start, S, &a)); // an old duplicate, across the wrap
+        let end = bseq.wrapping_add(b.len() as u32);
+        let p = ok(200, "");
+        r.resp(seg(1, u32::MAX - 3, end, &p));
+        r.resp(seg(
+            2,
+            (u32::MAX - 3).wrapping_add(p.len() as u32),
+            end,
+            &ok(201, ""),
+        ));
+        assert_eq!(
+            r.lines(),
+            vec![
+                line("/a", "answered", Some(200), Some(1)),
+                line("/b", "answered", Some(201), Some(2)),
+            ]
+        );
+        assert_eq!(r.t.counts.duplicates, 1);
     }
 }
