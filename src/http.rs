@@ -364,3 +364,233 @@ pub fn run(cfg: Config) -> Result<()> {
         Ok(t.counts.fields().to_vec())
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pair::Request;
+    use parse::Version;
+
+    fn event_bytes(ev: &types::http_event, payload: &[u8]) -> Vec<u8> {
+        // SAFETY: http_event is plain data (see the Plain impl above); the
+        // slice covers exactly the value and lives no longer than it.
+        let head = unsafe {
+            std::slice::from_raw_parts(
+                (ev as *const types::http_event).cast::<u8>(),
+                std::mem::size_of::<types::http_event>(),
+            )
+        };
+        [head, payload].concat()
+    }
+
+    #[test]
+    fn decode_from_kernel_bytes() {
+        let mut ev = types::http_event {
+            ts_ns: 123_456_789,
+            seq: 0xdead_beef,
+            ack: 7,
+            payload_len: 3000,
+            ifindex: 2,
+            sport: 80,
+            dport: 40312,
+            cap_len: 17,
+            kind: KIND_RESPONSE,
+            family: addr::FAMILY_IPV6,
+            direction: types::http_direction::HTTP_DIR_EGRESS.0 as u8,
+            ..Default::default()
+        };
+        ev.saddr = addr::ip_to_bytes("fd00::2".parse().unwrap());
+        ev.daddr = addr::ip_to_bytes("fd00::1".parse().unwrap());
+        let bytes = event_bytes(&ev, b"HTTP/1.1 200 OK\r\n and more");
+        let (w, payload) = Wire::decode(&bytes).unwrap();
+        assert_eq!(payload, b"HTTP/1.1 200 OK\r\n");
+        assert_eq!(
+            w,
+            Wire {
+                ts_ns: 123_456_789,
+                request: false,
+                ingress: false,
+                src: "fd00::2".parse().unwrap(),
+                dst: "fd00::1".parse().unwrap(),
+                sport: 80,
+                dport: 40312,
+                seq: 0xdead_beef,
+                ack: 7,
+                payload_len: 3000,
+            }
+        );
+        // a response's flow: the client is its destination
+        let k = w.flow();
+        assert_eq!(
+            (k.client, k.cport, k.server, k.sport),
+            (w.dst, 40312, w.src, 80)
+        );
+        let req = Wire { request: true, ..w };
+        assert_eq!(req.flow().client, w.src);
+
+        // a short record, a cap_len past the end, an unknown kind, no family
+        assert!(Wire::decode(&bytes[..10]).is_none());
+        let mut bad = ev;
+        bad.cap_len = 100;
+        assert!(Wire::decode(&event_bytes(&bad, b"HTTP/1.1")).is_none());
+        bad = ev;
+        bad.kind = 9;
+        assert!(Wire::decode(&event_bytes(&bad, b"HTTP/1.1 200 OK\r\n")).is_none());
+        bad = ev;
+        bad.family = 0;
+        assert!(Wire::decode(&event_bytes(&bad, b"HTTP/1.1 200 OK\r\n")).is_none());
+    }
+
+    fn exchange(outcome: Outcome) -> Exchange {
+        let answered = outcome == Outcome::Answered;
+        Exchange {
+            key: FlowKey {
+                client: "10.0.0.1".parse().unwrap(),
+                cport: 40312,
+                server: "10.0.0.2".parse().unwrap(),
+                sport: 8080,
+            },
+            req: Request {
+                ts_ns: 0,
+                method: Method::Post,
+                path: "/api/v1/items".into(),
+                version: Version(1),
+                host: Some("api.example.com".into()),
+                ingress: true,
+            },
+            outcome,
+            status: answered.then_some(201),
+            latency_ns: answered.then_some(12_345_678),
+        }
+    }
+
+    fn render(x: &Exchange, json: bool) -> String {
+        let line = HttpLine {
+            x,
+            ifname: "eth0",
+            wall_ns: 1_709_210_096_789_012_345,
+        };
+        let mut out = Vec::new();
+        if json {
+            line.write_json(&mut out).unwrap();
+        } else {
+            line.write_table(&mut out).unwrap();
+        }
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn json_schema() {
+        let text = render(&exchange(Outcome::Answered), true);
+        assert!(text.ends_with('\n') && text.lines().count() == 1);
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        let mut want = vec![
+            "type",
+            "time",
+            "event",
+            "ifname",
+            "direction",
+            "method",
+            "path",
+            "version",
+            "host",
+            "status",
+            "latency_ms",
+            "client",
+            "cport",
+            "server",
+            "sport",
+        ];
+        want.sort_unstable();
+        let mut keys_sorted = keys.clone();
+        keys_sorted.sort_unstable();
+        assert_eq!(keys_sorted, want);
+        assert_eq!(
+            v,
+            serde_json::json!({
+                "type": "http",
+                "time": "2024-02-29T12:34:56.789012Z",
+                "event": "answered",
+                "ifname": "eth0",
+                "direction": "ingress",
+                "method": "POST",
+                "path": "/api/v1/items",
+                "version": "HTTP/1.1",
+                "host": "api.example.com",
+                "status": 201,
+                "latency_ms": 12.345,
+                "client": "10.0.0.1",
+                "cport": 40312,
+                "server": "10.0.0.2",
+                "sport": 8080
+            })
+        );
+        // unanswered: status and latency are null, the event says why
+        for o in [Outcome::Timeout, Outcome::Pending, Outcome::Missed] {
+            let mut x = exchange(o);
+            x.req.host = None;
+            let v: serde_json::Value = serde_json::from_str(&render(&x, true)).unwrap();
+            assert_eq!(v["event"], o.as_str());
+            assert!(v["status"].is_null() && v["latency_ms"].is_null() && v["host"].is_null());
+        }
+    }
+
+    #[test]
+    fn table_lines() {
+        let cols = |s: &str| -> Vec<String> { s.split_whitespace().map(str::to_string).collect() };
+        assert_eq!(
+            cols(&render(&exchange(Outcome::Answered), false)),
+            [
+                "12:34:56.789012",
+                "10.0.0.1:40312",
+                "10.0.0.2:8080",
+                "POST",
+                "201",
+                "12.345",
+                "api.example.com",
+                "/api/v1/items"
+            ]
+        );
+        let mut x = exchange(Outcome::Timeout);
+        x.req.host = None;
+        assert_eq!(
+            cols(&render(&x, false))[3..],
+            ["POST", "-", "timeout", "-", "/api/v1/items"]
+        );
+        // the columns line up under the header
+        let line = render(&exchange(Outcome::Answered), false);
+        for name in ["METHOD", "HOST", "PATH"] {
+            let at = TABLE_HEADER.find(name).unwrap();
+            assert_ne!(line.as_bytes()[at], b' ', "{name} column: {line}");
+            assert_eq!(line.as_bytes()[at - 1], b' ', "{name} column: {line}");
+        }
+        let status_end = TABLE_HEADER.find("STATUS").unwrap() + "STATUS".len();
+        assert_eq!(&line[status_end - 3..status_end], "201");
+        let lat_end = TABLE_HEADER.find("LATENCY(ms)").unwrap() + "LATENCY(ms)".len();
+        assert_eq!(&line[lat_end - 6..lat_end], "12.345");
+    }
+
+    #[test]
+    fn kernel_config_from_flags() {
+        let cfg = Config {
+            interface: "eth0".into(),
+            xdp_mode: XdpMode::Auto,
+            ports: vec![80, 8080],
+            client: Some("10.1.0.0/16".parse().unwrap()),
+            server: None,
+            family: Some(addr::FAMILY_IPV4),
+            select: Select::default(),
+            timeout: Duration::from_secs(1),
+            json: false,
+            limits: Limits::default(),
+            ringbuf_size: 1 << 20,
+        };
+        let k = kernel_config(&cfg);
+        assert_eq!((k.family, k.n_ports), (4, 2));
+        assert_eq!(k.ports[..3], [80, 8080, 0]);
+        assert_eq!((k.client.family, k.client.prefix_len), (4, 16));
+        assert_eq!(k.client.addr[..4], [10, 1, 0, 0]);
+        assert_eq!(k.server.family, 0);
+    }
+}

@@ -12,8 +12,8 @@ answer (the query string is ignored):
   /hang              never answers (the connection stays open)
   anything else      200
 
-Every answer carries Content-Length and is written in one piece (headers and
-body together). Request bodies are read by their Content-Length. Prints
+Every answer but 204, 304 and a successful CONNECT carries a 15-byte body and
+its Content-Length, and is written in one piece (headers and body together). Request bodies are read by their Content-Length. Prints
 "ready" on stdout once every port listens.
 """
 import socket
@@ -45,13 +45,18 @@ class Handler(BaseHTTPRequestHandler):
             status = int(parts[2])
         elif parts[0] == "hang":
             time.sleep(3600)
-        body = b"" if self.command == "HEAD" else b"wirescope test\n"
         self.send_response(status)
+        if status in (204, 304) or (self.command == "CONNECT" and status < 300):
+            # no body, and no Content-Length either (RFC 9110, 8.6); after a
+            # CONNECT the connection would be a tunnel: close it instead
+            self.close_connection = self.command == "CONNECT"
+            self.end_headers()
+            return
         self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", "0" if self.command == "CONNECT" else "15")
+        self.send_header("Content-Length", "15")
         self.end_headers()
-        if self.command != "CONNECT":
-            self.wfile.write(body)
+        if self.command != "HEAD":
+            self.wfile.write(b"wirescope test\n")
 
 
 for _method in ("GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"):
