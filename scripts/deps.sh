@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build=(clang llvm libelf-dev zlib1g-dev pkg-config make file)
-test=(iproute2 tcpdump python3 curl procps qemu-system-x86 busybox-static cpio kmod)
+test=(iproute2 tcpdump python3 curl openssl procps qemu-system-x86 busybox-static cpio kmod)
 bench=(bpftrace xdp-tools iperf3 nginx apache2-utils tcpdump)
 
 groups=("$@")

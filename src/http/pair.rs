@@ -350,7 +350,14 @@ impl Tracker {
     pub fn request(&mut self, seg: &Segment<'_>) {
         let counts = &mut self.counts;
         if !self.flows.contains_key(&seg.key) && self.flows.len() >= MAX_FLOWS {
-            counts.overflow += 1;
+            match parse::request(seg.bytes) {
+                Ok(_) => {
+                    counts.requests += 1;
+                    counts.overflow += 1;
+                }
+                Err(parse::Error::Truncated) => counts.truncated += 1,
+                Err(_) => counts.invalid += 1,
+            }
             return;
         }
         let flow = self.flows.entry(seg.key).or_default();
@@ -1111,6 +1118,29 @@ mod tests {
         r.finish();
         assert_eq!(r.out.len(), MAX_PENDING);
         assert_eq!(r.out[0].req.ts_ns, MS);
+    }
+
+    #[test]
+    fn a_full_flow_table_counts_new_flows_as_overflow() {
+        let mut r = Run::new();
+        let q = get("/q");
+        for port in 0..MAX_FLOWS {
+            let mut s = seg(0, C, S, &q);
+            s.key.cport = port as u16;
+            r.req(s);
+        }
+        assert_eq!(r.t.flows(), MAX_FLOWS);
+        let mut s = seg(0, C, S, &q);
+        s.key.server = "10.9.9.9".parse().unwrap();
+        r.req(s);
+        let c = r.t.counts;
+        assert_eq!((c.requests, c.overflow), (MAX_FLOWS as u64 + 1, 1));
+        // a flow already tracked still gets its answer
+        let answer = ok(200, "");
+        let mut p = seg(1, S, C + q.len() as u32, &answer);
+        p.key.cport = 7;
+        r.resp(p);
+        assert_eq!(r.lines(), vec![line("/q", "answered", Some(200), Some(1))]);
     }
 
     #[test]
