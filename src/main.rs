@@ -174,12 +174,16 @@ struct HttpArgs {
     common: CommonArgs,
 }
 
-/// A Host value as it appears in requests: a name or address, optionally with a port.
+/// A Host value as it appears in requests: a name or address, optionally with
+/// a port. A bare IPv6 address gets the brackets it has in a Host header.
 fn parse_host(s: &str) -> Result<String, String> {
     if s.is_empty() || !s.bytes().all(|c| c > b' ' && c != 0x7f && c != b'/') {
         return Err(format!(
             "{s:?} is not a host name (like example.com or example.com:8080)"
         ));
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(format!("[{s}]"));
     }
     Ok(s.to_string())
 }
@@ -437,6 +441,11 @@ mod tests {
         assert!(c.select.no_query && c.json);
         assert_eq!(c.timeout, Duration::from_millis(2500));
         assert_eq!(c.limits.count, Some(3));
+        let c = http(&["-i", "x", "--host", "fd00::1,[fd00::2]:80,10.0.0.1:80"]).unwrap();
+        assert_eq!(
+            c.select.hosts,
+            vec!["[fd00::1]", "[fd00::2]:80", "10.0.0.1:80"]
+        );
         for m in http::Method::ALL {
             let c = http(&["-i", "x", "--method", &m.as_str().to_lowercase()]).unwrap();
             assert_eq!(c.select.methods, vec![m]);

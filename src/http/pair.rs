@@ -363,8 +363,14 @@ impl Tracker {
         let flow = self.flows.entry(seg.key).or_default();
         flow.last_ns = seg.ts_ns;
         if flow.waiting.is_empty() && flow.req.next != Next::Never {
-            // Everything sent before was answered: a retransmission cannot
-            // follow, and this may be a new connection on the same ports.
+            // Everything sent before was answered. The very same segment can
+            // still come again (the response was lost after this hook, the
+            // client retransmits); anything else may be a new connection on
+            // the same ports, whose sequence numbers start anywhere.
+            if flow.req.last == Some(seg.seq) {
+                counts.duplicates += 1;
+                return;
+            }
             flow.req = Stream::default();
             flow.resp = Stream::default();
         } else {
@@ -378,8 +384,13 @@ impl Tracker {
                     return;
                 }
                 Position::Gap => {
+                    // the unseen request starts where the last one ended
+                    let at = match flow.req.next {
+                        Next::At(n) => n,
+                        _ => seg.seq,
+                    };
                     counts.unseen += 1;
-                    Self::push(counts, flow, Self::placeholder(seg, seg.seq));
+                    Self::push(counts, flow, Self::placeholder(seg, at));
                 }
                 Position::Fresh => {}
             }
@@ -972,6 +983,48 @@ mod tests {
         assert_eq!(r.t.flows(), 1);
         r.expire(1 + 5_000);
         assert_eq!(r.t.flows(), 0);
+    }
+
+    #[test]
+    fn a_request_retransmitted_after_its_answer_is_a_duplicate() {
+        let mut r = Run::new();
+        let a = get("/once");
+        let p = ok(200, "");
+        r.req(seg(0, C, S, &a));
+        r.resp(seg(1, S, C + a.len() as u32, &p));
+        // the answer was lost after this hook: both ends send theirs again
+        r.req(seg(200, C, S, &a));
+        r.resp(seg(201, S, C + a.len() as u32, &p));
+        r.finish();
+        assert_eq!(
+            r.lines(),
+            vec![line("/once", "answered", Some(200), Some(1))]
+        );
+        assert_eq!(r.t.counts.duplicates, 2);
+    }
+
+    #[test]
+    fn the_answer_to_an_unseen_request_may_acknowledge_only_that_request() {
+        let mut r = Run::new();
+        let (a, b, c) = (get("/a"), get("/b"), get("/c"));
+        r.req(seg(0, C, S, &a));
+        let bseq = C + a.len() as u32;
+        let cseq = bseq + b.len() as u32;
+        r.req(seg(1, cseq, S, &c)); // /b unseen
+        let (p1, p2, p3) = (ok(200, ""), ok(201, ""), ok(202, ""));
+        r.resp(seg(2, S, bseq, &p1));
+        // the server answered /b before /c had arrived
+        r.resp(seg(3, S + p1.len() as u32, cseq, &p2));
+        let s3 = S + (p1.len() + p2.len()) as u32;
+        r.resp(seg(4, s3, cseq + c.len() as u32, &p3));
+        assert_eq!(
+            r.lines(),
+            vec![
+                line("/a", "answered", Some(200), Some(2)),
+                line("/c", "answered", Some(202), Some(3)),
+            ]
+        );
+        assert_eq!(r.t.counts.unmatched, 0);
     }
 
     #[test]
