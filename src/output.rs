@@ -56,6 +56,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Split nanoseconds since the epoch into (days, seconds of day, microseconds).
 fn split_ns(unix_ns: i128) -> (i64, u32, u32) {
+    // 64-bit arithmetic for every time until 2262 (128-bit division is slow).
+    if let Ok(ns) = i64::try_from(unix_ns) {
+        let us = ns.div_euclid(1000);
+        let secs = us.div_euclid(1_000_000);
+        return (
+            secs.div_euclid(86_400),
+            secs.rem_euclid(86_400) as u32,
+            us.rem_euclid(1_000_000) as u32,
+        );
+    }
     let us = unix_ns.div_euclid(1000);
     let secs = us.div_euclid(1_000_000);
     let micros = us.rem_euclid(1_000_000) as u32;
@@ -89,24 +99,28 @@ pub fn time_of_day_us(unix_ns: i128) -> String {
     )
 }
 
+/// "00" to "99": two digits per division when formatting integers.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869\
+707172737475767778798081828384858687888990919293949596979899";
+
 /// Appends the decimal digits of `v` (no allocation, no formatting machinery).
-pub fn push_u64(buf: &mut Vec<u8>, v: u64) {
-    // Ports, lengths and address octets are small: one short copy for them.
-    if v < 10 {
-        buf.push(b'0' + v as u8);
-        return;
-    }
-    if v < 100 {
-        buf.extend_from_slice(&[b'0' + (v / 10) as u8, b'0' + (v % 10) as u8]);
-        return;
-    }
-    let mut v = v;
+pub fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
-    while v > 0 {
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
         i -= 1;
-        digits[i] = b'0' + (v % 10) as u8;
-        v /= 10;
+        digits[i] = b'0' + v as u8;
     }
     buf.extend_from_slice(&digits[i..]);
 }
@@ -543,7 +557,19 @@ mod format_tests {
 
     #[test]
     fn integers() {
-        for v in [0u64, 1, 9, 10, 99, 100, 65535, 1 << 32, u64::MAX] {
+        let some = [
+            0u64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            65535,
+            1 << 32,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for v in (0..2000u64).chain((0..64).map(|s| 1u64 << s)).chain(some) {
             assert_eq!(with(|b| push_u64(b, v)), v.to_string());
         }
     }
