@@ -6,7 +6,7 @@ set -euo pipefail
 
 build=(clang llvm libelf-dev zlib1g-dev pkg-config make file)
 test=(iproute2 tcpdump python3 curl procps qemu-system-x86 busybox-static cpio kmod)
-bench=(bpftrace xdp-tools iperf3 nginx apache2-utils tcpdump)
+bench=(bpftrace xdp-tools iperf3 nginx apache2-utils tcpdump valgrind iproute2 python3)
 
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=(build test)
