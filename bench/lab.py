@@ -121,6 +121,7 @@ class Proc:
                                   stdin=subprocess.DEVNULL, start_new_session=True,
                                   env=env)
         self.rusage = None
+        self.hwm_kib = None
         self.status = None
         self.wall = None
         _children.append(self)
@@ -176,9 +177,30 @@ class Proc:
             time.sleep(0.02)
         return False
 
+    def _status_kib(self, key):
+        try:
+            with open(f"/proc/{self.p.pid}/status") as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            pass
+        return None
+
+    def cpu_ns_now(self):
+        """CPU time the process's main thread has had so far (ns, /proc/PID/schedstat)."""
+        try:
+            with open(f"/proc/{self.p.pid}/schedstat") as f:
+                return int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
     def stop(self, sig=signal.SIGINT, timeout=20):
         """End the process with `sig` (SIGKILL after `timeout`); return its exit code."""
         if self.rusage is None:
+            # Peak RSS of the tool's own image: VmHWM starts anew at exec, while
+            # ru_maxrss also counts the forked harness before the exec.
+            self.hwm_kib = self._status_kib("VmHWM") or self.hwm_kib
             try:
                 os.kill(self.p.pid, sig)
             except ProcessLookupError:
@@ -214,7 +236,8 @@ class Proc:
 
     @property
     def maxrss_kib(self):
-        return self.rusage.ru_maxrss if self.rusage else 0
+        """Peak RSS read just before the stop signal (the drain after it is not seen)."""
+        return self.hwm_kib or 0
 
 
 def loadavg():
