@@ -35,7 +35,8 @@ lint:
 	$(CARGO) clippy --locked --all-targets -- -D warnings
 
 # Overhead and throughput side by side with bpftrace, xdpdump and tcpdump;
-# writes BENCHMARKS.md (about 8 minutes; QUICK=1: about 2 minutes, one round).
+# writes BENCHMARKS.md (about 5 minutes, 8 once conn and sendlat exist; QUICK=1:
+# about 2 minutes, one round).
 # COMPARE=path/to/another/wirescope adds that build's event-pipeline figures.
 bench: build
 	scripts/deps.sh bench
