@@ -58,11 +58,13 @@ pub fn candidates(arg: AttachArg) -> &'static [Method] {
 }
 
 /// Tracepoint flavours for the programs every method uses, as (name,
-/// program-name prefix). Classic tracepoints first: when the kernel skips one
-/// of their runs (another kprobe/tracepoint program was running on that CPU)
-/// it counts it, and the summary reports it as `missed` (Linux >= 6.7). BTF
-/// tracepoints (tp_btf) where those cannot attach (no tracefs).
-pub const TP_FLAVOURS: [(&str, &str); 2] = [("tracepoint", "ltp_"), ("tp_btf", "lbtf_")];
+/// program-name prefix). BTF tracepoints (tp_btf) first: the kernel guards
+/// them per program, so only a run of the same program that a softirq
+/// interrupted can make it skip one (counted, reported as `missed`); classic
+/// tracepoints share one guard per CPU with every kprobe and tracepoint
+/// program (other tools' too), and kernels before 6.7 do not count the skips.
+/// Classic ones where tp_btf is refused.
+pub const TP_FLAVOURS: [(&str, &str); 2] = [("tp_btf", "lbtf_"), ("tracepoint", "ltp_")];
 
 /// Load only the programs of `method`, those whose names start with one of
 /// `also`, and none named in `skip`.
