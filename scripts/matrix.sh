@@ -65,6 +65,16 @@ for line in sys.stdin:
 ' <"$runs/build.json")
 [ ${#exes[@]} -gt 0 ] || die "cargo built no integration test executable"
 [ -x "$bin" ] || die "cargo built no wirescope binary"
+# Run copies, so that a build in this tree while the matrix runs (minutes)
+# cannot replace an executable under a running guest; the tests find the
+# binary through WIRESCOPE_BIN.
+snap="$runs/bin"
+rm -rf "$snap"
+mkdir -p "$snap"
+cp "$bin" "${exes[@]}" "$snap/"
+bin="$snap/$(basename "$bin")"
+for i in "${!exes[@]}"; do exes[i]="$snap/$(basename "${exes[i]}")"; done
+export WIRESCOPE_BIN="$bin"
 say "test executables: ${exes[*]##*/}"
 
 # virtme-ng, pinned, in its own virtual environment.
@@ -191,7 +201,7 @@ for k in "${kernels[@]}"; do
     [ -n "$accel" ] || choose_accel "$vmlinuz"
     accel_opts=(--disable-kvm "--qemu-opts=-accel tcg,thread=multi")
     [ "$accel" = kvm ] && accel_opts=()
-    guest_cmd=$(printf '%q ' env "WIRESCOPE_TEST_PATIENCE=$GUEST_PATIENCE" \
+    guest_cmd=$(printf '%q ' env "WIRESCOPE_BIN=$bin" "WIRESCOPE_TEST_PATIENCE=$GUEST_PATIENCE" \
         "WIRESCOPE_TEST_ATTACH=$GUEST_ATTACH" "$top/scripts/vm/suite.sh" "$out/run" "$bin" "${exes[@]}")
     say "$k: booting $(basename "$vmlinuz") ($accel, $VM_CPUS CPUs, $VM_MEMORY, limit ${VM_TIMEOUT}s)"
     # --verbose puts the guest console (kernel messages and the suite's output) in the

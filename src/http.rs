@@ -276,11 +276,7 @@ pub fn run(cfg: Config) -> Result<()> {
     let tc_link = netattach::attach_tc_egress(&skel.progs.http_egress, ifindex, &cfg.interface)?;
     let how = format!(
         "ingress at XDP ({}) and egress at TC ({})",
-        if xdp_link.mode == XdpMode::Native {
-            "native"
-        } else {
-            "generic"
-        },
+        xdp_link.describe(),
         tc_link.kind()
     );
 

@@ -155,7 +155,7 @@ impl ConnArgs {
             attach: self.attach,
             json: self.common.json,
             limits: self.common.limits(),
-            ringbuf_size: self.common.ringbuf_size,
+            ringbuf_size: self.common.ringbuf_size.unwrap_or(DEFAULT_RINGBUF),
         })
     }
 }
@@ -172,10 +172,16 @@ struct CommonArgs {
     /// End after N events
     #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
-    /// Ring buffer size: a power of two from 4K to 1G (suffixes K, M, G)
-    #[arg(long, value_name = "BYTES", default_value = "4M", value_parser = parse_ringbuf_size)]
-    ringbuf_size: u32,
+    /// Ring buffer size: a power of two from 4K to 1G (suffixes K, M, G);
+    /// default 4M, and 16M for `packets --pcap`
+    #[arg(long, value_name = "BYTES", value_parser = parse_ringbuf_size)]
+    ringbuf_size: Option<u32>,
 }
+
+/// The ring buffer when --ringbuf-size is not given.
+const DEFAULT_RINGBUF: u32 = 4 << 20;
+/// ... and for records that carry packet bytes (up to 1.6 KB each).
+const DEFAULT_RINGBUF_CAPTURE: u32 = 16 << 20;
 
 impl CommonArgs {
     fn limits(&self) -> runner::Limits {
@@ -360,10 +366,14 @@ impl PacketsArgs {
                 (None, _) => 0,
                 (Some(_), n) => n.unwrap_or(packets::MAX_SNAPLEN),
             },
+            ringbuf_size: self.common.ringbuf_size.unwrap_or(if self.pcap.is_some() {
+                DEFAULT_RINGBUF_CAPTURE
+            } else {
+                DEFAULT_RINGBUF
+            }),
             pcap: self.pcap,
             json: self.common.json,
             limits: self.common.limits(),
-            ringbuf_size: self.common.ringbuf_size,
         })
     }
 }
@@ -394,7 +404,7 @@ impl HttpArgs {
             timeout: self.timeout,
             json: self.common.json,
             limits: self.common.limits(),
-            ringbuf_size: self.common.ringbuf_size,
+            ringbuf_size: self.common.ringbuf_size.unwrap_or(DEFAULT_RINGBUF),
         })
     }
 }
@@ -651,6 +661,11 @@ mod tests {
         // --pcap alone captures the most bytes
         let c = packets(&["-i", "lo", "--pcap", "f"]).unwrap();
         assert_eq!(c.snaplen, packets::MAX_SNAPLEN);
+        assert_eq!(
+            c.ringbuf_size,
+            16 << 20,
+            "captures get a larger ring buffer"
+        );
     }
 
     #[test]

@@ -13,7 +13,7 @@ use libbpf_sys as sys;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum XdpMode {
-    /// native if the driver has it, generic otherwise
+    /// native if the driver has it (but generic on veth), generic otherwise
     Auto,
     /// in the driver (fast; not every driver has it)
     Native,
@@ -26,6 +26,21 @@ pub enum XdpMode {
 pub struct XdpLink {
     _fd: OwnedFd,
     pub mode: XdpMode,
+    /// Why auto chose generic on a driver that has native XDP
+    veth: bool,
+}
+
+impl XdpLink {
+    /// The mode, as the "Tracing ..." line says it.
+    pub fn describe(&self) -> &'static str {
+        match (self.mode, self.veth) {
+            (XdpMode::Native, _) => "native",
+            (_, true) => {
+                "generic, as on every veth: native would turn off its peer's segmentation offload"
+            }
+            _ => "generic",
+        }
+    }
 }
 
 fn errno_of(ret: i32) -> io::Error {
@@ -89,6 +104,48 @@ fn refuse_existing(ifname: &str, id: u32, mode: &str) -> anyhow::Error {
     )
 }
 
+/// The driver of an interface (ethtool's "driver" field), e.g. "veth".
+pub fn driver_name(ifname: &str) -> Option<String> {
+    const SIOCETHTOOL: libc::c_ulong = 0x8946;
+    const ETHTOOL_GDRVINFO: u32 = 0x3;
+    // struct ethtool_drvinfo: cmd, then driver[32], and more we do not read.
+    let mut info = [0u8; 196];
+    info[..4].copy_from_slice(&ETHTOOL_GDRVINFO.to_ne_bytes());
+    // SAFETY: ifreq is plain data; all zero is a valid value.
+    let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
+    let name = ifname.as_bytes();
+    if name.len() >= ifr.ifr_name.len() {
+        return None;
+    }
+    for (d, s) in ifr.ifr_name.iter_mut().zip(name) {
+        *d = *s as libc::c_char;
+    }
+    ifr.ifr_ifru.ifru_data = info.as_mut_ptr().cast();
+    // SAFETY: plain socket(2); the fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd was just returned by socket(2) and is ours.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: ifr points at `info`, which outlives the call and has the
+    // size ETHTOOL_GDRVINFO writes.
+    let ret = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCETHTOOL, &mut ifr) };
+    if ret != 0 {
+        return None;
+    }
+    let driver = &info[4..36];
+    let end = driver.iter().position(|&b| b == 0).unwrap_or(driver.len());
+    Some(String::from_utf8_lossy(&driver[..end]).into_owned())
+}
+
+/// Drivers on which `--xdp-mode auto` uses generic XDP: native XDP on a veth
+/// end makes the kernel turn off segmentation offload for its peer, which
+/// costs the host far more than tracing in the generic path does.
+fn auto_prefers_generic(driver: Option<&str>) -> bool {
+    driver == Some("veth")
+}
+
 pub fn attach_xdp(
     prog: &ProgramMut<'_>,
     ifindex: u32,
@@ -99,13 +156,19 @@ pub fn attach_xdp(
     if id != 0 {
         return Err(refuse_existing(ifname, id, current));
     }
+    let veth = mode == XdpMode::Auto && auto_prefers_generic(driver_name(ifname).as_deref());
+    let mode = if veth { XdpMode::Generic } else { mode };
     let fd = prog.as_fd().as_raw_fd();
     let try_mode = |m: XdpMode| -> io::Result<XdpLink> {
         let flags = match m {
             XdpMode::Native => sys::XDP_FLAGS_DRV_MODE,
             _ => sys::XDP_FLAGS_SKB_MODE,
         };
-        xdp_link_create(fd, ifindex, flags).map(|fd| XdpLink { _fd: fd, mode: m })
+        xdp_link_create(fd, ifindex, flags).map(|fd| XdpLink {
+            _fd: fd,
+            mode: m,
+            veth,
+        })
     };
     let busy = |e: &io::Error| matches!(e.raw_os_error(), Some(libc::EBUSY | libc::EEXIST));
     let first = match mode {
@@ -239,7 +302,21 @@ pub fn attach_clsact_egress(prog: &ProgramMut<'_>, ifindex: u32, ifname: &str) -
         ..Default::default()
     };
     // SAFETY: hook and opts are valid for the call.
-    let ret = unsafe { sys::bpf_tc_attach(&hook, &mut opts) };
+    let mut ret = unsafe { sys::bpf_tc_attach(&hook, &mut opts) };
+    if ret == -libc::EEXIST {
+        if let Some(id) = stale_filter(&hook, &prog.name().to_string_lossy()) {
+            // A wirescope killed with SIGKILL left this filter: nothing runs
+            // it any more, so take its place.
+            eprintln!(
+                "wirescope: replacing the TC filter (program id {id}) that an earlier wirescope \
+                 left on {ifname} egress"
+            );
+            opts.flags = sys::BPF_TC_F_REPLACE;
+            opts.prog_id = 0;
+            // SAFETY: hook and opts are valid for the call.
+            ret = unsafe { sys::bpf_tc_attach(&hook, &mut opts) };
+        }
+    }
     if ret != 0 {
         let err = errno_of(ret);
         if created_qdisc {
@@ -259,6 +336,69 @@ pub fn attach_clsact_egress(prog: &ProgramMut<'_>, ifindex: u32, ifname: &str) -
         opts,
         created_qdisc,
     })
+}
+
+/// The id of the program in our filter slot if it is one of ours (same
+/// program name) that no process holds any more: left by a killed wirescope.
+fn stale_filter(hook: &sys::bpf_tc_hook, our_name: &str) -> Option<u32> {
+    let mut q = sys::bpf_tc_opts {
+        sz: size_of::<sys::bpf_tc_opts>() as _,
+        handle: TC_HANDLE,
+        priority: TC_PRIORITY,
+        ..Default::default()
+    };
+    // SAFETY: hook and q are valid for the call.
+    if unsafe { sys::bpf_tc_query(hook, &mut q) } != 0 || q.prog_id == 0 {
+        return None;
+    }
+    // SAFETY: plain syscall wrapper; the fd is owned right away.
+    let fd = unsafe { sys::bpf_prog_get_fd_by_id(q.prog_id) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fd is a new program fd that we own.
+    let prog = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info = sys::bpf_prog_info::default();
+    let mut len = size_of::<sys::bpf_prog_info>() as u32;
+    // SAFETY: info is a valid, writable bpf_prog_info of `len` bytes.
+    if unsafe { sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len) } != 0 {
+        return None;
+    }
+    let name: Vec<u8> = info
+        .name
+        .iter()
+        .take_while(|&&c| c != 0)
+        .map(|&c| c as u8)
+        .collect();
+    if name != our_name.as_bytes() || prog_held_by_a_process(q.prog_id) {
+        return None;
+    }
+    Some(q.prog_id)
+}
+
+/// Does any process (other than this one) hold a file descriptor of this program?
+fn prog_held_by_a_process(id: u32) -> bool {
+    let me = std::process::id().to_string();
+    let needle = format!("prog_id:\t{id}\n");
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    for p in procs.flatten() {
+        let pid = p.file_name();
+        if pid.to_string_lossy() == me || !pid.to_string_lossy().bytes().all(|b| b.is_ascii_digit())
+        {
+            continue;
+        }
+        let Ok(fds) = std::fs::read_dir(p.path().join("fdinfo")) else {
+            continue;
+        };
+        for fd in fds.flatten() {
+            if std::fs::read_to_string(fd.path()).is_ok_and(|t| t.contains(&needle)) {
+                return true;
+            }
+        }
+    }
+    false
 }
 
 fn destroy_clsact(hook: &mut sys::bpf_tc_hook) {

@@ -436,14 +436,7 @@ pub fn run(cfg: Config) -> Result<()> {
             &cfg.interface,
             cfg.xdp_mode,
         )?;
-        how.push(format!(
-            "ingress at XDP ({})",
-            if l.mode == XdpMode::Native {
-                "native"
-            } else {
-                "generic"
-            }
-        ));
+        how.push(format!("ingress at XDP ({})", l.describe()));
         Some(l)
     } else {
         None

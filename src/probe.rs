@@ -82,6 +82,8 @@ pub struct Report {
 #[derive(Clone, Debug, Serialize)]
 pub struct Commands {
     pub packets: Plan,
+    /// http attaches like packets, both directions
+    pub http: Plan,
     pub conn: Plan,
 }
 
@@ -224,7 +226,11 @@ pub fn report(interface: Option<&str>) -> Result<Report> {
             (_, false, _, _) => None,
             (native, true, tcx, clsact) => Some(format!(
                 "xdp-{}+{}",
-                if *native { "native" } else { "generic" },
+                if *native {
+                    "native(generic-on-veth)"
+                } else {
+                    "generic"
+                },
                 if *tcx {
                     "tcx"
                 } else if *clsact {
@@ -264,7 +270,11 @@ pub fn report(interface: Option<&str>) -> Result<Report> {
             clsact: net.clsact,
         },
         interface: net.interface,
-        commands: Commands { packets, conn },
+        commands: Commands {
+            http: packets.clone(),
+            packets,
+            conn,
+        },
     })
 }
 
@@ -301,10 +311,14 @@ fn write_table(r: &Report, w: &mut dyn Write) -> io::Result<()> {
         "{:<9} {:<22} WHY NOT THE BETTER ONES",
         "COMMAND", "WILL USE"
     )?;
-    for (name, p) in [("packets", &r.commands.packets), ("conn", &r.commands.conn)] {
+    for (name, p) in [
+        ("packets", &r.commands.packets),
+        ("http", &r.commands.http),
+        ("conn", &r.commands.conn),
+    ] {
         writeln!(
             w,
-            "{name:<9} {:<22} {}",
+            "{name:<9} {:<32} {}",
             p.method.as_deref().unwrap_or("nothing works"),
             if p.unavailable.is_empty() {
                 "-".to_string()

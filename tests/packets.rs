@@ -1085,12 +1085,23 @@ fn kill_9_leaves_nothing_attached() {
             "clsact left on {IF_B}: {qdiscs}"
         );
     } else {
-        // Known limit without tcx: the egress filter outlives a SIGKILL.
+        // Known limit without tcx: the egress filter outlives a SIGKILL...
         let filters = lab.b.exec("tc", &["filter", "show", "dev", IF_B, "egress"]);
         assert!(
             filters.contains("tc_egress"),
             "expected the clsact filter a killed wirescope cannot remove: {filters}"
         );
+        // ...and the next run takes its place, then removes it on exit.
+        let again = Tracer::start(&lab.b, &["packets", "-i", IF_B, "--direction", "egress"]);
+        assert!(
+            again.stderr_text().contains("replacing the TC filter"),
+            "{}",
+            again.stderr_text()
+        );
+        let out = again.stop();
+        assert_eq!(out.code, Some(0), "{}", out.stderr);
+        let filters = lab.b.exec("tc", &["filter", "show", "dev", IF_B, "egress"]);
+        assert!(!filters.contains("tc_egress"), "filter left: {filters}");
     }
 }
 

@@ -30,8 +30,12 @@ pub fn patience() -> Duration {
     Duration::from_secs(secs)
 }
 
+/// The binary under test: the one cargo built with these tests, or
+/// WIRESCOPE_BIN (the kernel matrix runs copies, safe from rebuilds).
 pub fn wirescope_bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_wirescope"))
+    std::env::var_os("WIRESCOPE_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_wirescope")))
 }
 
 /// Fail loudly, never pass, when the test cannot run here.
