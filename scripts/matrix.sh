@@ -8,9 +8,11 @@
 # test executables, wirescope binary, ip and tcpdump of the host run there unchanged.
 # Settings (environment):
 #   VM_ACCEL=auto|kvm|tcg   auto: KVM if a trial boot works, else software emulation
-#   VM_TIMEOUT=SECS         hard limit per guest, boot included (default 1200)
+#   VM_TIMEOUT=SECS         hard limit per guest, boot included (default 1800)
 #   VM_MEMORY=2G VM_CPUS=2  guest size
 #   GUEST_PATIENCE=SECS     WIRESCOPE_TEST_PATIENCE inside guests (default 180)
+#   GUEST_MANY_CONNS=N      connections of conn's many-connections test in guests,
+#                           per attach method (default 2000; the host makes 10000)
 # Results and consoles: .cache/matrix/<kernel>/. Exit status 1 if any kernel failed.
 set -euo pipefail
 
@@ -19,10 +21,11 @@ cd "$top"
 
 VNG_VERSION=1.42
 VM_ACCEL=${VM_ACCEL:-auto}
-VM_TIMEOUT=${VM_TIMEOUT:-1200}
+VM_TIMEOUT=${VM_TIMEOUT:-1800}
 VM_MEMORY=${VM_MEMORY:-2G}
 VM_CPUS=${VM_CPUS:-2}
 GUEST_PATIENCE=${GUEST_PATIENCE:-180}
+GUEST_MANY_CONNS=${GUEST_MANY_CONNS:-2000}
 # Inside guests every attach method must run (and fail loudly if it cannot).
 GUEST_ATTACH=fentry,kprobe,tracepoint
 
@@ -202,6 +205,7 @@ for k in "${kernels[@]}"; do
     accel_opts=(--disable-kvm "--qemu-opts=-accel tcg,thread=multi")
     [ "$accel" = kvm ] && accel_opts=()
     guest_cmd=$(printf '%q ' env "WIRESCOPE_BIN=$bin" "WIRESCOPE_TEST_PATIENCE=$GUEST_PATIENCE" \
+        "WIRESCOPE_TEST_MANY_CONNS=$GUEST_MANY_CONNS" \
         "WIRESCOPE_TEST_ATTACH=$GUEST_ATTACH" "$top/scripts/vm/suite.sh" "$out/run" "$bin" "${exes[@]}")
     say "$k: booting $(basename "$vmlinuz") ($accel, $VM_CPUS CPUs, $VM_MEMORY, limit ${VM_TIMEOUT}s)"
     # --verbose puts the guest console (kernel messages and the suite's output) in the

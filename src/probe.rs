@@ -308,7 +308,7 @@ fn write_table(r: &Report, w: &mut dyn Write) -> io::Result<()> {
     writeln!(w)?;
     writeln!(
         w,
-        "{:<9} {:<22} WHY NOT THE BETTER ONES",
+        "{:<9} {:<32} WHY NOT THE BETTER ONES",
         "COMMAND", "WILL USE"
     )?;
     for (name, p) in [
