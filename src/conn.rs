@@ -321,13 +321,10 @@ fn load<'obj>(
 
 /// The (method, lifecycle flavour) pairs to try, best first.
 fn attempts(attach: AttachArg) -> Vec<(Method, &'static str)> {
+    let flavours = tracing::tp_flavours();
     tracing::candidates(attach)
         .iter()
-        .flat_map(|&m| {
-            tracing::TP_FLAVOURS
-                .iter()
-                .map(move |&(_, prefix)| (m, prefix))
-        })
+        .flat_map(|&m| flavours.map(|(_, prefix)| (m, prefix)))
         .collect()
 }
 

@@ -57,14 +57,36 @@ pub fn candidates(arg: AttachArg) -> &'static [Method] {
     }
 }
 
-/// Tracepoint flavours for the programs every method uses, as (name,
-/// program-name prefix). BTF tracepoints (tp_btf) first: the kernel guards
-/// them per program, so only a run of the same program that a softirq
-/// interrupted can make it skip one (counted, reported as `missed`); classic
-/// tracepoints share one guard per CPU with every kprobe and tracepoint
-/// program (other tools' too), and kernels before 6.7 do not count the skips.
-/// Classic ones where tp_btf is refused.
-pub const TP_FLAVOURS: [(&str, &str); 2] = [("tp_btf", "lbtf_"), ("tracepoint", "ltp_")];
+/// Flavours of the tracepoint programs every method uses: (name, program
+/// name prefix).
+const TP_BTF: (&str, &str) = ("tp_btf", "lbtf_");
+const TP_CLASSIC: (&str, &str) = ("tracepoint", "ltp_");
+
+/// Which flavour to try first. The kernel skips a tracing program's run when
+/// it would nest (a softirq interrupting it on the same CPU). Classic
+/// tracepoints share that guard with every kprobe and tracepoint program, and
+/// Linux counts their skipped runs only from 6.7; BTF tracepoints have no
+/// guard on 5.10 and a per-program, counted one later. Measured with 10,000
+/// connections: on 5.10 tp_btf lost nothing; on 6.1 tp_btf's skips were all
+/// counted while classic tracepoints lost closes uncounted; on 6.18 tp_btf
+/// sometimes lost a close with no skip counted, classic tracepoints never
+/// did. So: tp_btf before 6.7, classic from 6.7 on; the other as fallback.
+pub fn tp_flavours() -> [(&'static str, &'static str); 2] {
+    if kernel_at_least(&crate::sys::kernel_release(), 6, 7) {
+        [TP_CLASSIC, TP_BTF]
+    } else {
+        [TP_BTF, TP_CLASSIC]
+    }
+}
+
+/// Whether a release string like "6.1.0-27-amd64" is at least major.minor.
+fn kernel_at_least(release: &str, major: u32, minor: u32) -> bool {
+    let mut parts = release
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|p| p.parse::<u32>().ok());
+    let (ma, mi) = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    (ma, mi) >= (major, minor)
+}
 
 /// Load only the programs of `method`, those whose names start with one of
 /// `also`, and none named in `skip`.
@@ -218,6 +240,16 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(&f.comm_bytes()[..6], b"nginx\0");
+    }
+
+    #[test]
+    fn kernel_versions_compare() {
+        assert!(kernel_at_least("6.18.44-fc-v595", 6, 7));
+        assert!(kernel_at_least("6.7.0", 6, 7));
+        assert!(!kernel_at_least("6.1.0-27-amd64", 6, 7));
+        assert!(!kernel_at_least("5.10.0-46-amd64", 6, 7));
+        assert!(kernel_at_least("7.0.1", 6, 7));
+        assert!(!kernel_at_least("garbage", 6, 7));
     }
 
     #[test]

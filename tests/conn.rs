@@ -14,7 +14,7 @@ use common::*;
 ///   abort     : wait for data, close without reading it (sends a reset)
 ///   close     : close at once
 const SERVER: &str = r#"
-import socket, sys
+import select, socket, sys
 addr, port, mode, n, m, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
 s = socket.socket(socket.AF_INET6 if ':' in addr else socket.AF_INET)
 s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -24,6 +24,11 @@ s.bind((addr, port))
 s.listen(1024)
 print('ready', flush=True)
 for _ in range(count):
+    # wait for a pending connection, then accept() without sleeping in it, as
+    # event-loop servers do: an fexit or kretprobe on inet_csk_accept misses an
+    # accept() that was already asleep when any program there was (re)attached
+    # (README, conn), and the tests attach tracers in parallel
+    select.select([s], [], [])
     c, _ = s.accept()
     if mode == 'echo':
         got = 0
