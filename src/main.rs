@@ -4,6 +4,7 @@
 
 mod addr;
 mod conn;
+mod hist;
 mod netattach;
 mod netlink;
 mod output;
@@ -11,6 +12,7 @@ mod packets;
 mod pcap;
 mod probe;
 mod runner;
+mod sendlat;
 mod sys;
 mod tracing;
 
@@ -33,6 +35,8 @@ Examples:
   wirescope conn                                  every TCP connection, when it closes
   wirescope conn --events -P 443 --comm nginx     connect/accept/established/close
   wirescope conn --cgroup /sys/fs/cgroup/system.slice/nginx.service --json
+  wirescope sendlat --min-us 1000                 every send that took 1 ms or more
+  wirescope sendlat --hist --per comm --interval 5   latency histograms per process name
   wirescope probe                                 what this kernel supports
 
 Run as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.";
@@ -57,6 +61,9 @@ enum Command {
     /// TCP connections: owning process, bytes each way, duration, how they ended
     #[command(after_help = EXAMPLES)]
     Conn(ConnArgs),
+    /// Time spent sending on TCP sockets (tcp_sendmsg): per call, or as histograms
+    #[command(after_help = EXAMPLES)]
+    Sendlat(SendlatArgs),
     /// What this kernel supports, and which attach method each command will use
     Probe(ProbeArgs),
 }
@@ -142,6 +149,73 @@ impl ConnArgs {
         Ok(conn::Config {
             events: self.events,
             max_conns: self.max_conns,
+            ports: self.ports,
+            family: family_of(self.ipv4, self.ipv6, None, None)?,
+            proc: self.proc.filter(),
+            attach: self.attach,
+            json: self.common.json,
+            limits: self.common.limits(),
+            ringbuf_size: self.common.ringbuf_size,
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct SendlatArgs {
+    /// Aggregate latencies into log2 histograms in the kernel instead of printing each call
+    #[arg(long)]
+    hist: bool,
+    /// With --hist: one histogram per process or per process name
+    #[arg(long, value_enum, requires = "hist")]
+    per: Option<sendlat::Per>,
+    /// With --hist: print the histograms every SECS seconds, not only at exit
+    #[arg(long, value_name = "SECS", requires = "hist",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    interval: Option<u64>,
+    /// Only calls that took at least N microseconds (filtered in the kernel)
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=sendlat::MAX_MIN_US))]
+    min_us: u64,
+    /// Only connections with one of these ports, local or remote (comma-separated, up to 8)
+    #[arg(short = 'P', long = "port", value_name = "PORTS", value_delimiter = ',',
+          value_parser = addr::parse_port)]
+    ports: Vec<u16>,
+    /// Only IPv4
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Only IPv6
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    #[command(flatten)]
+    proc: ProcArgs,
+    /// How to hook the kernel
+    #[arg(long, value_enum, default_value = "auto")]
+    attach: tracing::AttachArg,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+impl SendlatArgs {
+    fn into_config(self) -> Result<sendlat::Config, String> {
+        if self.ports.len() > sendlat::MAX_PORTS {
+            return Err(format!(
+                "at most {} ports can be given to --port",
+                sendlat::MAX_PORTS
+            ));
+        }
+        if self.hist && self.common.count.is_some() {
+            return Err(
+                "--count counts per-call lines and --hist prints none: end a --hist run \
+                 with --duration or Ctrl-C"
+                    .into(),
+            );
+        }
+        Ok(sendlat::Config {
+            hist: self.hist.then(|| sendlat::HistConfig {
+                per: self.per,
+                interval: self.interval.map(Duration::from_secs),
+            }),
+            min_us: self.min_us,
             ports: self.ports,
             family: family_of(self.ipv4, self.ipv6, None, None)?,
             proc: self.proc.filter(),
@@ -334,6 +408,10 @@ fn main() -> ExitCode {
         Command::Conn(a) => {
             let cfg = a.into_config().unwrap_or_else(|m| usage_error(m));
             conn::run(cfg)
+        }
+        Command::Sendlat(a) => {
+            let cfg = a.into_config().unwrap_or_else(|m| usage_error(m));
+            sendlat::run(cfg)
         }
         Command::Probe(a) => probe::run(a.json, a.interface.as_deref()),
     };

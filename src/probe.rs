@@ -14,7 +14,7 @@ use crate::netattach::{self, XdpMode};
 use crate::output;
 use crate::sys;
 use crate::tracing::{AttachArg, Method};
-use crate::{conn, netlink};
+use crate::{conn, netlink, sendlat};
 
 mod skel {
     #![allow(clippy::all, clippy::pedantic, non_camel_case_types, dead_code)]
@@ -61,7 +61,8 @@ pub struct Features {
 pub struct Plan {
     /// The method the command will use, null when none works
     pub method: Option<String>,
-    /// Why the better methods cannot be used
+    /// Why the better methods cannot be used (sendlat: every method that
+    /// cannot, worse ones included)
     pub unavailable: Vec<String>,
 }
 
@@ -83,6 +84,7 @@ pub struct Report {
 pub struct Commands {
     pub packets: Plan,
     pub conn: Plan,
+    pub sendlat: Plan,
 }
 
 fn open_probe<'obj>(
@@ -239,13 +241,19 @@ pub fn report(interface: Option<&str>) -> Result<Report> {
             .filter_map(|(n, c)| c.error.as_ref().map(|e| format!("{n}: {e}")))
             .collect(),
     };
+    let no_btf = || Plan {
+        method: None,
+        unavailable: vec!["no kernel BTF".into()],
+    };
     let conn = if btf.is_some() {
         method_plan(conn::trial(AttachArg::Auto))
     } else {
-        Plan {
-            method: None,
-            unavailable: vec!["no kernel BTF".into()],
-        }
+        no_btf()
+    };
+    let sendlat = if btf.is_some() {
+        method_plan(sendlat::trial())
+    } else {
+        no_btf()
     };
     Ok(Report {
         kind: "probe",
@@ -264,7 +272,11 @@ pub fn report(interface: Option<&str>) -> Result<Report> {
             clsact: net.clsact,
         },
         interface: net.interface,
-        commands: Commands { packets, conn },
+        commands: Commands {
+            packets,
+            conn,
+            sendlat,
+        },
     })
 }
 
@@ -296,12 +308,12 @@ fn write_table(r: &Report, w: &mut dyn Write) -> io::Result<()> {
         }
     }
     writeln!(w)?;
-    writeln!(
-        w,
-        "{:<9} {:<22} WHY NOT THE BETTER ONES",
-        "COMMAND", "WILL USE"
-    )?;
-    for (name, p) in [("packets", &r.commands.packets), ("conn", &r.commands.conn)] {
+    writeln!(w, "{:<9} {:<22} WHY NOT THE OTHERS", "COMMAND", "WILL USE")?;
+    for (name, p) in [
+        ("packets", &r.commands.packets),
+        ("conn", &r.commands.conn),
+        ("sendlat", &r.commands.sendlat),
+    ] {
         writeln!(
             w,
             "{name:<9} {:<22} {}",
