@@ -568,6 +568,87 @@ mod tests {
         );
     }
 
+    fn sendlat(args: &[&str]) -> Result<sendlat::Config, String> {
+        let mut all = vec!["sendlat"];
+        all.extend_from_slice(args);
+        match parse(&all).map_err(|e| e.to_string())?.command {
+            Command::Sendlat(a) => a.into_config(),
+            _ => Err("not sendlat".into()),
+        }
+    }
+
+    #[test]
+    fn sendlat_options() {
+        let c = sendlat(&[]).unwrap();
+        assert_eq!((c.hist, c.min_us, c.family), (None, 0, None));
+        assert_eq!(c.attach, tracing::AttachArg::Auto);
+        let c = sendlat(&[
+            "--hist",
+            "--per",
+            "comm",
+            "--interval",
+            "5",
+            "--min-us",
+            "1000",
+            "-P",
+            "80,443",
+            "-6",
+            "-p",
+            "12",
+            "--comm",
+            "nginx",
+            "--attach",
+            "kprobe",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.hist,
+            Some(sendlat::HistConfig {
+                per: Some(sendlat::Per::Comm),
+                interval: Some(Duration::from_secs(5)),
+            })
+        );
+        assert_eq!((c.min_us, c.family), (1000, Some(addr::FAMILY_IPV6)));
+        assert_eq!(c.ports, vec![80, 443]);
+        assert_eq!(
+            (c.proc.pid, c.proc.comm.as_deref()),
+            (Some(12), Some("nginx"))
+        );
+        assert_eq!(c.attach, tracing::AttachArg::Kprobe);
+        assert!(c.json);
+        // --count is fine for per-call lines
+        assert_eq!(sendlat(&["--count", "3"]).unwrap().limits.count, Some(3));
+    }
+
+    #[test]
+    fn sendlat_usage_errors() {
+        for (args, why) in [
+            (&["sendlat", "--interval", "1"][..], "--hist"),
+            (&["sendlat", "--per", "pid"], "--hist"),
+            (&["sendlat", "--hist", "--per", "cgroup"], "cgroup"),
+            (&["sendlat", "--hist", "--interval", "0"], "0"),
+            (&["sendlat", "--hist", "--interval", "0.5"], "0.5"),
+            (&["sendlat", "--min-us", "-1"], "-1"),
+            (&["sendlat", "--min-us", "3600000001"], "3600000001"),
+            (&["sendlat", "-4", "-6"], "cannot be used with"),
+            (&["sendlat", "-P", "0"], "not a port"),
+            (&["sendlat", "-p", "0"], "0"),
+            (&["sendlat", "--attach", "uprobe"], "uprobe"),
+        ] {
+            let e = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains(why), "{args:?}: {e}");
+        }
+        for (args, why) in [
+            (&["--hist", "--count", "5"][..], "--duration"),
+            (&["-P", "1,2,3,4,5,6,7,8,9"], "at most 8 ports"),
+        ] {
+            let e = sendlat(args).expect_err(&format!("{args:?} should fail"));
+            assert!(e.contains(why), "{args:?}: {e}");
+        }
+    }
+
     #[test]
     fn sizes_and_durations() {
         assert_eq!(parse_ringbuf_size("4096"), Ok(4096));

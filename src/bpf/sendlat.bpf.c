@@ -168,6 +168,10 @@ static __always_inline void hist_add(__u64 latency_ns)
 	slot = bit_len(latency_ns / 1000);
 	if (slot >= HIST_SLOTS)
 		slot = HIST_SLOTS - 1;
+	/* clang may compare one copy of slot and index with another: bound the
+	 * one it indexes with in a way the verifier sees (HIST_SLOTS is 2^n) */
+	barrier_var(slot);
+	slot &= HIST_SLOTS - 1;
 	/* the results are unused: plain atomic adds, which Linux 5.10 has */
 	__sync_fetch_and_add(&h->slots[slot], 1);
 	__sync_fetch_and_add(&h->sum_ns, latency_ns);
