@@ -8,9 +8,11 @@
 
 /*
  * The program's own counters, after the common four. Their relation:
- *   seen = filtered + delivered + lost + in_hist (+ calls still in progress)
- * where seen counts the calls that began while tracing and passed no filter
- * yet, and filtered includes under_min.
+ *   seen = filtered + delivered + lost + in_hist + hist_full + start_full
+ *          (+ calls still in progress, and with the tracepoint method send
+ *          syscalls that failed before reaching the socket)
+ * where seen counts the calls that began while tracing, and filtered
+ * includes under_min.
  */
 enum sendlat_counter {
 	COUNTER_UNDER_MIN = COUNTER_FIRST_OWN, /* faster than --min-us (part of filtered) */
