@@ -1,10 +1,10 @@
 # wirescope: `make` builds the static binary, `make test` runs every test,
-# `make demo` shows it working, `make bench` measures it.
+# `make demo` shows it working, `make bench` measures it (BENCHMARKS.md).
 CARGO ?= cargo
 TARGET := x86_64-unknown-linux-gnu
 BIN := target/$(TARGET)/release/wirescope
 
-.PHONY: all build deps demo test test-unit test-host test-matrix lint clean
+.PHONY: all build deps demo test test-unit test-host test-matrix lint bench clean
 
 all: build
 
@@ -38,6 +38,15 @@ test: lint test-unit test-matrix
 lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --locked --all-targets -- -D warnings
+
+# Overhead and throughput side by side with bpftrace, xdpdump and tcpdump;
+# writes BENCHMARKS.md (about 5 minutes, 8 once conn and sendlat exist; QUICK=1:
+# about 2 minutes, one round).
+# COMPARE=path/to/another/wirescope adds that build's event-pipeline figures.
+bench: build
+	scripts/deps.sh bench
+	python3 bench/bench.py --bin $(BIN) --out BENCHMARKS.md $(if $(QUICK),--quick) \
+		$(if $(COMPARE),--compare $(COMPARE))
 
 clean:
 	$(CARGO) clean

@@ -30,7 +30,7 @@ ip -n "$b" link set demo-b up
 ip netns exec "$b" python3 -m http.server 8000 --bind :: >/dev/null 2>&1 &
 pids+=($!)
 ip netns exec "$a" bash -c '
-    end=$((SECONDS + 2 * '"$secs"' + 2))
+    end=$((SECONDS + 3 * '"$secs"' + 2))
     sleep 1
     while [ $SECONDS -lt $end ]; do
         curl -s -o /dev/null http://10.99.0.2:8000/ || true
@@ -45,3 +45,6 @@ ip netns exec "$b" "$bin" packets -i demo-b --direction both --duration "$secs"
 echo
 echo "== the same as JSON Lines, TCP only, 3 events =="
 ip netns exec "$b" "$bin" packets -i demo-b --proto tcp --json --count 3 --duration "$secs" 2>/dev/null
+echo
+echo "== wirescope http -i demo-b (host b, the HTTP server's side, ${secs}s) =="
+ip netns exec "$b" "$bin" http -i demo-b --duration "$secs"

@@ -6,9 +6,10 @@ set -euo pipefail
 
 build=(clang llvm libelf-dev zlib1g-dev pkg-config make file)
 # The kernel matrix (scripts/matrix.sh): qemu, virtme-ng's venv and its initramfs
-# (busybox), depmod for the unpacked kernels' modules.
-test=(iproute2 tcpdump python3 python3-venv curl procps qemu-system-x86 busybox-static kmod)
-bench=(bpftrace xdp-tools iperf3 nginx apache2-utils tcpdump)
+# (busybox), depmod for the unpacked kernels' modules. openssl: a TLS server for
+# the http tests.
+test=(iproute2 tcpdump python3 python3-venv curl openssl procps qemu-system-x86 busybox-static kmod)
+bench=(bpftrace xdp-tools iperf3 nginx apache2-utils tcpdump valgrind iproute2 python3)
 
 groups=("$@")
 [ ${#groups[@]} -gt 0 ] || groups=(build test)

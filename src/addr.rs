@@ -5,6 +5,8 @@ use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::str::FromStr;
 
+use crate::output;
+
 /// `family` values of the kernel side (enum family in src/bpf/common.h).
 pub const FAMILY_IPV4: u8 = 4;
 pub const FAMILY_IPV6: u8 = 6;
@@ -128,6 +130,30 @@ pub fn parse_port(s: &str) -> Result<u16, String> {
 
 /// `addr:port`, with brackets around IPv6 addresses.
 pub struct Endpoint(pub Option<IpAddr>, pub Option<u16>);
+
+impl Endpoint {
+    /// Appends the endpoint as `Display` prints it, padded with spaces to
+    /// `width` characters, without allocating (for per-event table lines).
+    pub fn push_padded(&self, buf: &mut Vec<u8>, width: usize) {
+        let start = buf.len();
+        match (self.0, self.1) {
+            (None, _) => buf.push(b'-'),
+            (Some(ip @ IpAddr::V6(_)), Some(p)) => {
+                buf.push(b'[');
+                output::push_ip(buf, ip);
+                buf.extend_from_slice(b"]:");
+                output::push_u64(buf, u64::from(p));
+            }
+            (Some(ip), Some(p)) => {
+                output::push_ip(buf, ip);
+                buf.push(b':');
+                output::push_u64(buf, u64::from(p));
+            }
+            (Some(ip), None) => output::push_ip(buf, ip),
+        }
+        output::pad_from(buf, start, width);
+    }
+}
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

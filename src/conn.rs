@@ -346,7 +346,16 @@ pub fn trial(attach: AttachArg) -> (Option<Method>, Vec<(Method, String)>) {
         ringbuf_size: 4096,
     };
     let mut failed: Vec<(Method, String)> = Vec::new();
+    let mut refused: Vec<Method> = Vec::new();
     for (m, flavour) in attempts(attach) {
+        if refused.contains(&m) {
+            continue;
+        }
+        if let Err(e) = tracing::family_check(m) {
+            refused.push(m);
+            failed.push((m, format!("{e:#}")));
+            continue;
+        }
         let mut storage = MaybeUninit::uninit();
         let (attached, _log) =
             sys::capture_libbpf(|| load(&mut storage, m, flavour, &cfg, None).map(drop));
@@ -395,7 +404,16 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut failed: Vec<(Method, anyhow::Error)> = Vec::new();
     let mut chosen = None;
     let last = plan.len().saturating_sub(1);
+    let mut refused: Vec<Method> = Vec::new();
     for (i, (slot, &(m, flavour))) in storage.iter_mut().zip(&plan).enumerate() {
+        if refused.contains(&m) {
+            continue;
+        }
+        if let Err(e) = tracing::family_check(m) {
+            refused.push(m);
+            failed.push((m, e));
+            continue;
+        }
         let (r, log) = sys::capture_libbpf(|| load(slot, m, flavour, &cfg, cgroup.as_ref()));
         match r {
             Ok(skel) => {

@@ -5,6 +5,7 @@
 mod addr;
 mod conn;
 mod hist;
+mod http;
 mod netattach;
 mod netlink;
 mod output;
@@ -38,6 +39,9 @@ Examples:
   wirescope sendlat --min-us 1000                 every send that took 1 ms or more
   wirescope sendlat --hist --per comm --interval 5   latency histograms per process name
   wirescope probe                                 what this kernel supports
+  wirescope http -i eth0                          HTTP/1.x requests, status and latency
+  wirescope http -i eth0 -P 80,8080 --method POST,PUT --no-query --json
+  wirescope http -i eth0 --host api.example.com --path-prefix /v2/ --timeout 5
 
 Run as root, or with CAP_BPF, CAP_PERFMON and CAP_NET_ADMIN.";
 
@@ -58,6 +62,9 @@ enum Command {
     /// Packet by packet: XDP at ingress, TC at egress
     #[command(after_help = EXAMPLES)]
     Packets(PacketsArgs),
+    /// HTTP/1.x requests with their status and latency, read from packets
+    #[command(after_help = EXAMPLES)]
+    Http(HttpArgs),
     /// TCP connections: owning process, bytes each way, duration, how they ended
     #[command(after_help = EXAMPLES)]
     Conn(ConnArgs),
@@ -297,6 +304,79 @@ struct PacketsArgs {
     common: CommonArgs,
 }
 
+#[derive(Args, Debug)]
+struct HttpArgs {
+    /// Interface to trace (requests and responses in both directions)
+    #[arg(short, long, value_name = "IFACE")]
+    interface: String,
+    /// How to attach XDP
+    #[arg(long, value_enum, default_value = "auto")]
+    xdp_mode: XdpMode,
+    /// Only servers on these ports (comma-separated, up to 8; default: any port)
+    #[arg(short = 'P', long = "port", value_name = "PORTS", value_delimiter = ',',
+          value_parser = addr::parse_port)]
+    ports: Vec<u16>,
+    /// Only requests with these methods (comma-separated)
+    #[arg(
+        long = "method",
+        value_name = "METHODS",
+        value_delimiter = ',',
+        value_enum,
+        ignore_case = true
+    )]
+    methods: Vec<http::Method>,
+    /// Only requests whose Host is one of these (a name without a port matches any port)
+    #[arg(long = "host", value_name = "HOST", value_delimiter = ',', value_parser = parse_host)]
+    hosts: Vec<String>,
+    /// Only requests whose target starts with this (repeatable)
+    #[arg(long = "path-prefix", value_name = "PREFIX", value_parser = parse_path_prefix)]
+    path_prefixes: Vec<String>,
+    /// Only clients in this network (CIDR or address)
+    #[arg(long, value_name = "CIDR")]
+    src: Option<Cidr>,
+    /// Only servers in this network (CIDR or address)
+    #[arg(long, value_name = "CIDR")]
+    dst: Option<Cidr>,
+    /// Only IPv4
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Only IPv6
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    /// Drop query strings (from the first '?') before anything is printed
+    #[arg(long)]
+    no_query: bool,
+    /// Report a request as unanswered after SECS seconds without a response
+    #[arg(long, value_name = "SECS", default_value = "30", value_parser = parse_duration)]
+    timeout: Duration,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+/// A Host value as it appears in requests: a name or address, optionally with
+/// a port. A bare IPv6 address gets the brackets it has in a Host header.
+fn parse_host(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(|c| c > b' ' && c != 0x7f && c != b'/') {
+        return Err(format!(
+            "{s:?} is not a host name (like example.com or example.com:8080)"
+        ));
+    }
+    if s.parse::<std::net::Ipv6Addr>().is_ok() {
+        return Ok(format!("[{s}]"));
+    }
+    Ok(s.to_string())
+}
+
+fn parse_path_prefix(s: &str) -> Result<String, String> {
+    if s.is_empty() || !s.bytes().all(|c| c > b' ' && c != 0x7f) {
+        return Err(format!(
+            "{s:?} is not a request target prefix (like /api/); spaces and control characters \
+             never appear in one"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 fn parse_duration(s: &str) -> Result<Duration, String> {
     let secs: f64 = s
         .trim_end_matches('s')
@@ -362,6 +442,37 @@ impl PacketsArgs {
     }
 }
 
+impl HttpArgs {
+    /// Checks clap cannot express; Err is a usage error.
+    fn into_config(self) -> Result<http::Config, String> {
+        if self.ports.len() > http::MAX_PORTS {
+            return Err(format!(
+                "at most {} ports can be given to --port",
+                http::MAX_PORTS
+            ));
+        }
+        let family = family_of(self.ipv4, self.ipv6, self.src.as_ref(), self.dst.as_ref())?;
+        Ok(http::Config {
+            interface: self.interface,
+            xdp_mode: self.xdp_mode,
+            ports: self.ports,
+            client: self.src,
+            server: self.dst,
+            family,
+            select: http::Select {
+                methods: self.methods,
+                hosts: self.hosts,
+                path_prefixes: self.path_prefixes,
+                no_query: self.no_query,
+            },
+            timeout: self.timeout,
+            json: self.common.json,
+            limits: self.common.limits(),
+            ringbuf_size: self.common.ringbuf_size,
+        })
+    }
+}
+
 /// The address family the flags ask for, or a usage error if they disagree.
 fn family_of(
     ipv4: bool,
@@ -414,6 +525,10 @@ fn main() -> ExitCode {
             sendlat::run(cfg)
         }
         Command::Probe(a) => probe::run(a.json, a.interface.as_deref()),
+        Command::Http(a) => {
+            let cfg = a.into_config().unwrap_or_else(|m| usage_error(m));
+            http::run(cfg)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -437,7 +552,125 @@ mod tests {
         all.extend_from_slice(args);
         match parse(&all).map_err(|e| e.to_string())?.command {
             Command::Packets(a) => a.into_config(),
-            _ => Err("not packets".into()),
+            c => panic!("not packets: {c:?}"),
+        }
+    }
+
+    fn http(args: &[&str]) -> Result<http::Config, String> {
+        let mut all = vec!["http"];
+        all.extend_from_slice(args);
+        match parse(&all).map_err(|e| e.to_string())?.command {
+            Command::Http(a) => a.into_config(),
+            c => panic!("not http: {c:?}"),
+        }
+    }
+
+    #[test]
+    fn http_defaults() {
+        let c = http(&["-i", "eth0"]).unwrap();
+        assert_eq!(c.interface, "eth0");
+        assert_eq!(c.xdp_mode, XdpMode::Auto);
+        assert!(c.ports.is_empty() && c.client.is_none() && c.server.is_none());
+        assert_eq!(c.family, None);
+        assert_eq!(c.timeout, Duration::from_secs(30));
+        let s = &c.select;
+        assert!(s.methods.is_empty() && s.hosts.is_empty() && s.path_prefixes.is_empty());
+        assert!(!s.no_query && !c.json);
+    }
+
+    #[test]
+    fn http_full_options() {
+        let c = http(&[
+            "-i",
+            "veth0",
+            "--xdp-mode",
+            "generic",
+            "-P",
+            "80,8080",
+            "--method",
+            "get,POST",
+            "--method",
+            "Delete",
+            "--host",
+            "example.com,api.example.com:8443",
+            "--path-prefix",
+            "/api/",
+            "--path-prefix",
+            "/v2",
+            "--src",
+            "10.0.0.0/8",
+            "--dst",
+            "10.1.2.3",
+            "--no-query",
+            "--timeout",
+            "2.5",
+            "--json",
+            "--count",
+            "3",
+        ])
+        .unwrap();
+        assert_eq!(c.ports, vec![80, 8080]);
+        assert_eq!(
+            c.select.methods,
+            vec![http::Method::Get, http::Method::Post, http::Method::Delete]
+        );
+        assert_eq!(c.select.hosts, vec!["example.com", "api.example.com:8443"]);
+        assert_eq!(c.select.path_prefixes, vec!["/api/", "/v2"]);
+        assert_eq!(c.client.unwrap().to_string(), "10.0.0.0/8");
+        assert_eq!(c.server.unwrap().to_string(), "10.1.2.3/32");
+        assert_eq!(c.family, Some(addr::FAMILY_IPV4));
+        assert!(c.select.no_query && c.json);
+        assert_eq!(c.timeout, Duration::from_millis(2500));
+        assert_eq!(c.limits.count, Some(3));
+        let c = http(&["-i", "x", "--host", "fd00::1,[fd00::2]:80,10.0.0.1:80"]).unwrap();
+        assert_eq!(
+            c.select.hosts,
+            vec!["[fd00::1]", "[fd00::2]:80", "10.0.0.1:80"]
+        );
+        for m in http::Method::ALL {
+            let c = http(&["-i", "x", "--method", &m.as_str().to_lowercase()]).unwrap();
+            assert_eq!(c.select.methods, vec![m]);
+        }
+    }
+
+    #[test]
+    fn http_usage_errors() {
+        for (args, why) in [
+            (&["http"][..], "--interface"),
+            (&["http", "-i", "x", "--method", "FETCH"], "FETCH"),
+            (&["http", "-i", "x", "--host", ""], "not a host name"),
+            (&["http", "-i", "x", "--host", "a b"], "not a host name"),
+            (
+                &["http", "-i", "x", "--path-prefix", "/a b"],
+                "not a request target prefix",
+            ),
+            (&["http", "-i", "x", "--timeout", "0"], "more than 0"),
+            (&["http", "-i", "x", "-P", "0"], "not a port"),
+            (
+                &["http", "-i", "x", "--src", "10.0.0.0/33"],
+                "prefix length",
+            ),
+            (&["http", "-i", "x", "-4", "-6"], "cannot be used with"),
+            (&["http", "-i", "x", "--proto", "tcp"], "--proto"),
+            (&["http", "-i", "x", "--pcap", "f"], "--pcap"),
+        ] {
+            let e = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains(why), "{args:?}: {e}");
+        }
+        for (args, why) in [
+            (
+                &["-i", "x", "-P", "1,2,3,4,5,6,7,8,9"][..],
+                "at most 8 ports",
+            ),
+            (&["-i", "x", "-6", "--src", "10.0.0.1"], "IPv4 but"),
+            (
+                &["-i", "x", "--src", "fd00::1", "--dst", "10.0.0.1"],
+                "IPv4 but",
+            ),
+        ] {
+            let e = http(args).expect_err(&format!("{args:?} should fail"));
+            assert!(e.contains(why), "{args:?}: {e}");
         }
     }
 

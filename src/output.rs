@@ -1,7 +1,9 @@
 //! Where events go: a header and fixed-width lines, or JSON Lines, on stdout.
 //! A closed pipe ends the run quietly; diagnostics go to stderr.
 
+use std::cell::Cell;
 use std::io::{self, BufWriter, Write};
+use std::net::IpAddr;
 
 use crate::sys;
 
@@ -54,6 +56,16 @@ fn civil_from_days(days: i64) -> (i64, u32, u32) {
 
 /// Split nanoseconds since the epoch into (days, seconds of day, microseconds).
 fn split_ns(unix_ns: i128) -> (i64, u32, u32) {
+    // 64-bit arithmetic for every time until 2262 (128-bit division is slow).
+    if let Ok(ns) = i64::try_from(unix_ns) {
+        let us = ns.div_euclid(1000);
+        let secs = us.div_euclid(1_000_000);
+        return (
+            secs.div_euclid(86_400),
+            secs.rem_euclid(86_400) as u32,
+            us.rem_euclid(1_000_000) as u32,
+        );
+    }
     let us = unix_ns.div_euclid(1000);
     let secs = us.div_euclid(1_000_000);
     let micros = us.rem_euclid(1_000_000) as u32;
@@ -75,6 +87,8 @@ pub fn rfc3339_us(unix_ns: i128) -> String {
 }
 
 /// Time of day in UTC with microseconds, for table output: `22:21:58.123456`.
+// Kept for commands that print with `format!`; per-event paths use push_time_of_day_us.
+#[allow(dead_code)]
 pub fn time_of_day_us(unix_ns: i128) -> String {
     let (_, sod, us) = split_ns(unix_ns);
     format!(
@@ -85,10 +99,218 @@ pub fn time_of_day_us(unix_ns: i128) -> String {
     )
 }
 
+/// "00" to "99": two digits per division when formatting integers.
+const DIGIT_PAIRS: &[u8; 200] = b"0001020304050607080910111213141516171819\
+2021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869\
+707172737475767778798081828384858687888990919293949596979899";
+
+/// Appends the decimal digits of `v` (no allocation, no formatting machinery).
+pub fn push_u64(buf: &mut Vec<u8>, mut v: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    while v >= 100 {
+        let pair = (v % 100) as usize * 2;
+        v /= 100;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    }
+    if v >= 10 {
+        let pair = v as usize * 2;
+        i -= 2;
+        digits[i..i + 2].copy_from_slice(&DIGIT_PAIRS[pair..pair + 2]);
+    } else {
+        i -= 1;
+        digits[i] = b'0' + v as u8;
+    }
+    buf.extend_from_slice(&digits[i..]);
+}
+
+/// Appends `v` right-aligned in `width` characters (like `{:>width$}`).
+pub fn push_right_u64(buf: &mut Vec<u8>, v: u64, width: usize) {
+    let start = buf.len();
+    push_u64(buf, v);
+    let digits = buf.len() - start;
+    if digits < width {
+        let pad = width - digits;
+        buf.resize(buf.len() + pad, b' ');
+        buf.copy_within(start..start + digits, start + pad);
+        buf[start..start + pad].fill(b' ');
+    }
+}
+
+/// Appends `v` as exactly `width` decimal digits (zero-padded; higher digits dropped).
+fn push_padded(buf: &mut Vec<u8>, mut v: u32, width: usize) {
+    let mut digits = [b'0'; 10];
+    let width = width.min(digits.len());
+    for d in digits[..width].iter_mut().rev() {
+        *d = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+    buf.extend_from_slice(&digits[..width]);
+}
+
+/// Appends `s` as a JSON string, quotes included, escaped the way serde_json
+/// escapes (`\"`, `\\`, the short escapes \b \f \n \r \t, other control
+/// characters as `\u00xx`; everything else, non-ASCII too, as it is).
+pub fn push_json_str(buf: &mut Vec<u8>, s: &str) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    buf.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let short = match b {
+            b'"' => b'"',
+            b'\\' => b'\\',
+            0x08 => b'b',
+            0x0c => b'f',
+            b'\n' => b'n',
+            b'\r' => b'r',
+            b'\t' => b't',
+            0..=0x1f => b'u',
+            _ => continue,
+        };
+        buf.extend_from_slice(&bytes[start..i]);
+        buf.push(b'\\');
+        buf.push(short);
+        if short == b'u' {
+            buf.extend_from_slice(&[
+                b'0',
+                b'0',
+                HEX[usize::from(b >> 4)],
+                HEX[usize::from(b & 0xf)],
+            ]);
+        }
+        start = i + 1;
+    }
+    buf.extend_from_slice(&bytes[start..]);
+    buf.push(b'"');
+}
+
+/// Appends an IP address in its usual notation (what `Display` prints).
+pub fn push_ip(buf: &mut Vec<u8>, ip: IpAddr) {
+    match ip {
+        IpAddr::V4(a) => {
+            for (i, o) in a.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(b'.');
+                }
+                push_u64(buf, u64::from(o));
+            }
+        }
+        // RFC 5952 compression is subtle: std's Display does it; a Vec never fails.
+        IpAddr::V6(a) => {
+            let _ = write!(buf, "{a}");
+        }
+    }
+}
+
+/// Appends `unix_ns` as RFC 3339 in UTC with microseconds, like [`rfc3339_us`].
+/// The date and time up to the second are formatted once per second (events
+/// come in time order) and reused.
+pub fn push_rfc3339_us(buf: &mut Vec<u8>, unix_ns: i128) {
+    thread_local! {
+        /// (seconds since the epoch, "YYYY-MM-DDTHH:MM:SS." of that second)
+        static SECOND: Cell<(i64, [u8; 20])> = const { Cell::new((i64::MIN, [0; 20])) };
+    }
+    let (days, sod, us) = split_ns(unix_ns);
+    let secs = days.saturating_mul(86_400).saturating_add(i64::from(sod));
+    let (cached, mut text) = SECOND.get();
+    if cached != secs || secs == i64::MIN {
+        let (y, mo, d) = civil_from_days(days);
+        let mut t = Vec::with_capacity(32);
+        if (0..=9999).contains(&y) {
+            push_padded(&mut t, y as u32, 4);
+        } else {
+            // outside what four digits hold: as `format!` prints it
+            let _ = write!(t, "{y:04}");
+        }
+        t.push(b'-');
+        push_padded(&mut t, mo, 2);
+        t.push(b'-');
+        push_padded(&mut t, d, 2);
+        t.push(b'T');
+        push_clock(&mut t, sod);
+        t.push(b'.');
+        if t.len() != text.len() {
+            // a year of more than four digits: not worth caching
+            buf.extend_from_slice(&t);
+            push_padded(buf, us, 6);
+            buf.push(b'Z');
+            return;
+        }
+        text.copy_from_slice(&t);
+        SECOND.set((secs, text));
+    }
+    buf.extend_from_slice(&text);
+    push_padded(buf, us, 6);
+    buf.push(b'Z');
+}
+
+/// HH:MM:SS of a second of the day.
+fn push_clock(buf: &mut Vec<u8>, sod: u32) {
+    push_padded(buf, sod / 3600, 2);
+    buf.push(b':');
+    push_padded(buf, sod / 60 % 60, 2);
+    buf.push(b':');
+    push_padded(buf, sod % 60, 2);
+}
+
+/// Appends the time of day like [`time_of_day_us`].
+pub fn push_time_of_day_us(buf: &mut Vec<u8>, unix_ns: i128) {
+    thread_local! {
+        /// (second of the day, "HH:MM:SS." of it)
+        static SECOND: Cell<(u32, [u8; 9])> = const { Cell::new((u32::MAX, [0; 9])) };
+    }
+    let (_, sod, us) = split_ns(unix_ns);
+    let (cached, mut text) = SECOND.get();
+    if cached != sod {
+        let mut t = Vec::with_capacity(9);
+        push_clock(&mut t, sod);
+        t.push(b'.');
+        text.copy_from_slice(&t);
+        SECOND.set((sod, text));
+    }
+    buf.extend_from_slice(&text);
+    push_padded(buf, us, 6);
+}
+
+/// Appends `text`, then spaces up to `width` characters (like `{:<width$}`).
+pub fn push_left(buf: &mut Vec<u8>, text: &str, width: usize) {
+    buf.extend_from_slice(text.as_bytes());
+    pad_from(buf, buf.len() - text.len(), width);
+}
+
+/// Pads what was appended since `start` with spaces to `width` characters.
+pub fn pad_from(buf: &mut Vec<u8>, start: usize, width: usize) {
+    let written = &buf[start..];
+    let chars = if written.is_ascii() {
+        written.len()
+    } else {
+        String::from_utf8_lossy(written).chars().count()
+    };
+    const SPACES: [u8; 64] = [b' '; 64];
+    let pad = width.saturating_sub(chars);
+    match SPACES.get(..pad) {
+        Some(spaces) => buf.extend_from_slice(spaces),
+        None => buf.resize(buf.len() + pad, b' '),
+    }
+}
+
 /// One line of output, in either format.
 pub trait Record {
     fn write_table(&self, w: &mut dyn Write) -> io::Result<()>;
     fn write_json(&self, w: &mut dyn Write) -> io::Result<()>;
+
+    /// Append the table line to `buf`. The sink calls this for every event;
+    /// a record that can build its line without `dyn Write` calls overrides it.
+    fn table_line(&self, buf: &mut Vec<u8>) -> io::Result<()> {
+        self.write_table(buf)
+    }
+
+    /// Append the JSON line to `buf` (see [`Record::table_line`]).
+    fn json_line(&self, buf: &mut Vec<u8>) -> io::Result<()> {
+        self.write_json(buf)
+    }
 }
 
 /// Why output stopped accepting lines.
@@ -101,6 +323,8 @@ pub enum Stopped {
 
 pub struct Sink {
     out: BufWriter<Box<dyn Write>>,
+    /// The line being built, reused for every event (no allocation per event).
+    line: Vec<u8>,
     pub format: Format,
     pub clock: Clock,
     printed: u64,
@@ -117,6 +341,7 @@ impl Sink {
     pub fn new(out: Box<dyn Write>, format: Format, limit: Option<u64>) -> Self {
         Sink {
             out: BufWriter::with_capacity(64 * 1024, out),
+            line: Vec::with_capacity(512),
             format,
             clock: Clock::new(),
             printed: 0,
@@ -172,10 +397,12 @@ impl Sink {
         if self.stopped.is_some() {
             return false;
         }
+        self.line.clear();
         let r = match self.format {
-            Format::Table => rec.write_table(&mut self.out),
-            Format::Json => rec.write_json(&mut self.out),
-        };
+            Format::Table => rec.table_line(&mut self.line),
+            Format::Json => rec.json_line(&mut self.line),
+        }
+        .and_then(|()| self.out.write_all(&self.line));
         if !self.check(r) {
             return false;
         }
@@ -315,5 +542,112 @@ mod tests {
         assert_eq!(s.stopped(), Some(Stopped::PipeClosed));
         assert!(s.take_error().is_none());
         assert!(!s.event(&Line("b")));
+    }
+}
+
+#[cfg(test)]
+mod format_tests {
+    use super::*;
+
+    fn with(f: impl FnOnce(&mut Vec<u8>)) -> String {
+        let mut b = Vec::new();
+        f(&mut b);
+        String::from_utf8(b).unwrap()
+    }
+
+    #[test]
+    fn integers() {
+        let some = [
+            0u64,
+            1,
+            9,
+            10,
+            99,
+            100,
+            65535,
+            1 << 32,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for v in (0..2000u64).chain((0..64).map(|s| 1u64 << s)).chain(some) {
+            assert_eq!(with(|b| push_u64(b, v)), v.to_string());
+        }
+    }
+
+    #[test]
+    fn json_strings_escape_like_serde_json() {
+        let all_ascii: String = (0u8..=0x7f).map(char::from).collect();
+        for s in [
+            "",
+            "eth0",
+            "a\"b\\c",
+            "\u{8}\u{c}\n\r\t",
+            "\u{0}\u{1f}\u{7f}",
+            "veth-é€😀",
+            all_ascii.as_str(),
+        ] {
+            assert_eq!(
+                with(|b| push_json_str(b, s)),
+                serde_json::to_string(s).unwrap()
+            );
+        }
+    }
+
+    #[test]
+    fn addresses_print_as_display_does() {
+        for a in [
+            "0.0.0.0",
+            "10.0.0.1",
+            "255.255.255.255",
+            "::",
+            "::1",
+            "fd00:99::1",
+            "2001:db8::1:0:0:1",
+            "::ffff:10.0.0.1",
+        ] {
+            let ip: IpAddr = a.parse().unwrap();
+            assert_eq!(with(|b| push_ip(b, ip)), ip.to_string());
+        }
+    }
+
+    #[test]
+    fn cached_times_match_the_plain_formatting() {
+        // in order, out of order, across seconds, days and years, before 1970
+        let base = 1_709_210_096_789_012_345i128;
+        let mut times = vec![
+            0,
+            -1_000,
+            base,
+            base + 1,
+            base + 210_987_654,
+            base + 211_000_000,
+            base - 3_000_000_000,
+            base + 86_400_000_000_000,
+            4_107_542_399_999_999_999,
+            951_782_400_000_000_000,
+            253_402_300_799_000_000_000, // 9999-12-31T23:59:59
+            253_402_300_800_000_000_000, // year 10000
+        ];
+        times.extend((0..2000).map(|i| base + i * 7_777_777));
+        for t in times {
+            assert_eq!(with(|b| push_rfc3339_us(b, t)), rfc3339_us(t), "{t}");
+            assert_eq!(with(|b| push_time_of_day_us(b, t)), time_of_day_us(t));
+        }
+    }
+
+    #[test]
+    fn padding_counts_characters() {
+        assert_eq!(with(|b| push_right_u64(b, 42, 5)), "   42");
+        assert_eq!(with(|b| push_right_u64(b, 123_456, 5)), "123456");
+        assert_eq!(
+            with(|b| {
+                b.push(b'x');
+                push_right_u64(b, 7, 2)
+            }),
+            "x 7"
+        );
+        assert_eq!(with(|b| push_left(b, "ab", 4)), "ab  ");
+        assert_eq!(with(|b| push_left(b, "abcdef", 4)), "abcdef");
+        assert_eq!(with(|b| push_left(b, "é", 3)), "é  ");
     }
 }

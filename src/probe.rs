@@ -102,7 +102,7 @@ fn open_probe<'obj>(
 }
 
 /// Load one tracing program and attach it where its section says.
-fn try_tracing(prog: &str) -> Result<()> {
+pub fn try_tracing(prog: &str) -> Result<()> {
     let (r, _log) = sys::capture_libbpf(|| -> Result<()> {
         let mut storage = MaybeUninit::uninit();
         let skel = open_probe(&mut storage, &[prog])?;

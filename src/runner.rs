@@ -238,6 +238,21 @@ pub fn finish(
     end: End,
     after_drain: impl FnOnce() -> Result<()>,
 ) -> Result<()> {
+    finish_with(rb, sink, counters, losses, end, || {
+        after_drain().map(|()| Vec::new())
+    })
+}
+
+/// `finish` for commands that count things in user space too: `after_drain`
+/// returns those counters, which the summary prints after the kernel's.
+pub fn finish_with(
+    rb: &RingBuffer<'_>,
+    sink: &RefCell<Sink>,
+    counters: &Counters<'_>,
+    losses: &mut LossReporter,
+    end: End,
+    after_drain: impl FnOnce() -> Result<Vec<(&'static str, u64)>>,
+) -> Result<()> {
     if sink.borrow().stopped().is_none() {
         if let Err(e) = rb.consume() {
             if !is_interrupt(&e) && sink.borrow().stopped().is_none() {
@@ -245,8 +260,9 @@ pub fn finish(
             }
         }
     }
-    after_drain()?;
-    let all = counters.all()?;
+    let user = after_drain()?;
+    let mut all = counters.all()?;
+    all.extend(user);
     let get = |name| all.iter().find(|(n, _)| *n == name).map_or(0, |&(_, v)| v);
     losses.report(sink, get("lost"), get("missed"));
     let mut s = sink.borrow_mut();

@@ -544,6 +544,10 @@ pub fn trial() -> (Option<Method>, Vec<(Method, String)>) {
     let mut chosen = None;
     let mut failed: Vec<(Method, String)> = Vec::new();
     for &m in tracing::candidates(AttachArg::Auto) {
+        if let Err(e) = tracing::family_check(m) {
+            failed.push((m, format!("{e:#}")));
+            continue;
+        }
         let mut storage = MaybeUninit::uninit();
         let (attached, _log) = sys::capture_libbpf(|| load(&mut storage, m, &cfg, None).map(drop));
         match attached {
@@ -597,6 +601,11 @@ pub fn run(cfg: Config) -> Result<()> {
     let mut chosen = None;
     let last = plan.len().saturating_sub(1);
     for (i, (slot, &m)) in storage.iter_mut().zip(plan).enumerate() {
+        // a family the kernel refuses costs one tiny program, not a full load
+        if let Err(e) = tracing::family_check(m) {
+            failed.push((m, e));
+            continue;
+        }
         let (r, log) = sys::capture_libbpf(|| load(slot, m, &cfg, cgroup.as_ref()));
         match r {
             Ok(skel) => {

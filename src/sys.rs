@@ -130,15 +130,21 @@ pub fn libbpf_print(level: libbpf_rs::PrintLevel, msg: String) {
 }
 
 /// Run `f` with libbpf's messages kept; returns them with f's result.
+/// Nests: an outer capture still receives what an inner one kept.
 pub fn capture_libbpf<T>(f: impl FnOnce() -> T) -> (T, String) {
-    if let Ok(mut cap) = LIBBPF_CAPTURE.lock() {
-        *cap = Some(String::new());
-    }
+    let outer = LIBBPF_CAPTURE
+        .lock()
+        .ok()
+        .and_then(|mut cap| cap.replace(String::new()));
     let r = f();
     let log = LIBBPF_CAPTURE
         .lock()
         .ok()
-        .and_then(|mut cap| cap.take())
+        .and_then(|mut cap| {
+            let log = cap.take();
+            *cap = outer.map(|o| o + log.as_deref().unwrap_or(""));
+            log
+        })
         .unwrap_or_default();
     (r, log)
 }

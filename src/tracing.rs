@@ -58,11 +58,13 @@ pub fn candidates(arg: AttachArg) -> &'static [Method] {
 }
 
 /// Tracepoint flavours for the programs every method uses, as (name,
-/// program-name prefix). Classic tracepoints first: when the kernel skips one
-/// of their runs (another kprobe/tracepoint program was running on that CPU)
-/// it counts it, and the summary reports it as `missed` (Linux >= 6.7). BTF
-/// tracepoints (tp_btf) where those cannot attach (no tracefs).
-pub const TP_FLAVOURS: [(&str, &str); 2] = [("tracepoint", "ltp_"), ("tp_btf", "lbtf_")];
+/// program-name prefix). BTF tracepoints (tp_btf) first: the kernel guards
+/// them per program, so only a run of the same program that a softirq
+/// interrupted can make it skip one (counted, reported as `missed`); classic
+/// tracepoints share one guard per CPU with every kprobe and tracepoint
+/// program (other tools' too), and kernels before 6.7 do not count the skips.
+/// Classic ones where tp_btf is refused.
+pub const TP_FLAVOURS: [(&str, &str); 2] = [("tp_btf", "lbtf_"), ("tracepoint", "ltp_")];
 
 /// Load only the programs of `method`, those whose names start with one of
 /// `also`, and none named in `skip`.
@@ -104,14 +106,40 @@ pub fn no_method(tried: Vec<(Method, anyhow::Error)>) -> anyhow::Error {
     }
 }
 
-/// Number of parameters of a kernel function, from the kernel's BTF.
+/// Number of parameters of a kernel function, from the kernel's BTF
+/// (parsed once per name: the kernel's BTF is megabytes).
 pub fn kernel_func_params(name: &str) -> Option<usize> {
     use libbpf_rs::btf::types::{Func, FuncProto};
     use libbpf_rs::ReferencesType;
-    let btf = libbpf_rs::btf::Btf::from_vmlinux().ok()?;
-    let func: Func<'_> = btf.type_by_name(name)?;
-    let proto: FuncProto<'_> = btf.type_by_id(func.referenced_type_id())?;
-    Some(proto.len())
+    use std::collections::HashMap;
+    use std::sync::{Mutex, OnceLock};
+    static CACHE: OnceLock<Mutex<HashMap<String, Option<usize>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(v) = cache.lock().ok().and_then(|c| c.get(name).copied()) {
+        return v;
+    }
+    let count = (|| {
+        let btf = libbpf_rs::btf::Btf::from_vmlinux().ok()?;
+        let func: Func<'_> = btf.type_by_name(name)?;
+        let proto: FuncProto<'_> = btf.type_by_id(func.referenced_type_id())?;
+        Some(proto.len())
+    })();
+    if let Ok(mut c) = cache.lock() {
+        c.insert(name.to_string(), count);
+    }
+    count
+}
+
+/// A cheap first check that the method's program family loads and attaches
+/// here at all (one tiny program), so a family the kernel refuses costs
+/// milliseconds instead of a full load of the command's programs. The full
+/// load and attach still decide.
+pub fn family_check(method: Method) -> Result<()> {
+    match method {
+        Method::Fentry => crate::probe::try_tracing("probe_fentry"),
+        Method::Kprobe => crate::probe::try_tracing("probe_kprobe"),
+        Method::Tracepoint => Ok(()),
+    }
 }
 
 /// Whether the kernel has the tracepoint `name` (from its BTF: every

@@ -36,4 +36,11 @@ enum family {
 	FAMILY_IPV6 = 6,
 };
 
+/* A CIDR filter; family 0 means "no filter". */
+struct cidr {
+	__u8 family;          /* FAMILY_IPV4 / FAMILY_IPV6 */
+	__u8 prefix_len;
+	__u8 addr[ADDR_LEN];  /* network order, host bits zero */
+};
+
 #endif

@@ -296,8 +296,9 @@ static __always_inline void on_reset_received(const struct sock *sk)
 
 /*
  * The lifecycle hooks come in two flavours; user space loads one:
- *   ltp_*   classic tracepoints
- *   lbtf_*  BTF tracepoints (tp_btf), where the classic ones cannot attach
+ *   lbtf_*  BTF tracepoints (tp_btf): typed arguments, per-program recursion
+ *           guard (see TP_FLAVOURS in src/tracing.rs)
+ *   ltp_*   classic tracepoints, where tp_btf is refused
  */
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(lbtf_set_state, const struct sock *sk, int old, int new)

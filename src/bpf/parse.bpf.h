@@ -3,7 +3,8 @@
  * Packet parsing shared by the XDP and TC programs (xdp_trace, http).
  * Works on direct packet pointers [data, data_end); every read is preceded by
  * a bounds check, every loop has a constant bound. Network to host byte order
- * conversion of ports, ethertype and VLAN ids happens here and nowhere else.
+ * conversion of ports, TCP sequence numbers, ethertype and VLAN ids happens
+ * here and nowhere else.
  */
 #ifndef WIRESCOPE_PARSE_BPF_H
 #define WIRESCOPE_PARSE_BPF_H
@@ -53,6 +54,8 @@ struct parsed {
 	__u8 icmp_code;
 	__u16 l4_off;        /* offset of the transport header from data */
 	__u16 payload_off;   /* TCP/UDP payload offset from data (has_l4 only) */
+	__u32 tcp_seq;       /* TCP sequence and acknowledgment numbers (TCP only) */
+	__u32 tcp_ack;
 	__u8 saddr[ADDR_LEN];
 	__u8 daddr[ADDR_LEN];
 };
@@ -87,6 +90,8 @@ static __always_inline int parse_l4(void *data, void *data_end, __u32 off, struc
 		p->dport = bpf_ntohs(th->dest);
 		/* byte 13 of the TCP header holds the eight flag bits */
 		p->tcp_flags = ((__u8 *)th)[13];
+		p->tcp_seq = bpf_ntohl(th->seq);
+		p->tcp_ack = bpf_ntohl(th->ack_seq);
 		p->payload_off = off + th->doff * 4;
 		p->has_l4 = 1;
 	} else if (p->proto == IPPROTO_UDP_) {
@@ -233,6 +238,27 @@ static __always_inline int parse_packet(void *data, void *data_end, int hw_tagge
 	if (proto == ETH_P_IPV6_)
 		return parse_ipv6(data, data_end, off, p);
 	return PARSE_NON_IP;
+}
+
+/* TC verdict of an observer: "no opinion", the next filter or tcx program decides. */
+#define TC_ACT_UNSPEC_ (-1)
+
+/* Bytes of headers wanted in the linear area of an skb before parsing at TC. */
+#define TC_PARSE_LEN 128
+
+/*
+ * Make the first TC_PARSE_LEN bytes of an skb linear when they are in paged
+ * data (the content is unchanged); *data and *data_end are then read again.
+ */
+static __always_inline void tc_linear_headers(struct __sk_buff *skb, void **data, void **data_end)
+{
+	__u32 want = skb->len < TC_PARSE_LEN ? skb->len : TC_PARSE_LEN;
+
+	if (*data + want > *data_end) {
+		bpf_skb_pull_data(skb, want);
+		*data = (void *)(long)skb->data;
+		*data_end = (void *)(long)skb->data_end;
+	}
 }
 
 #endif

@@ -6,8 +6,12 @@
 #include "common.bpf.h"
 #include "xdp_trace.h"
 #include "parse.bpf.h"
+#include "filter.bpf.h"
+#include "copy.bpf.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+_Static_assert(MAX_SNAPLEN % COPY_CHUNK == 0, "copy_pkt copies whole chunks");
 
 /* Filters and options; the user side fills this before load. */
 const volatile struct xdp_config cfg = {};
@@ -41,31 +45,6 @@ struct {
 	__type(value, __u64);
 } sample_seq SEC(".maps");
 
-#define TC_ACT_UNSPEC_ (-1) /* "no opinion": the next filter or tcx program decides */
-
-static __always_inline int cidr_match(const volatile struct cidr *c, const struct parsed *p,
-				      const __u8 *addr)
-{
-	__u32 full = c->prefix_len / 8;
-	__u32 rem = c->prefix_len % 8;
-
-	if (p->family != c->family)
-		return 0;
-#pragma unroll
-	for (int i = 0; i < ADDR_LEN; i++) {
-		if (i < full) {
-			if (addr[i] != c->addr[i])
-				return 0;
-		} else if (i == full && rem) {
-			__u8 mask = (__u8)(0xff << (8 - rem));
-
-			if ((addr[i] & mask) != c->addr[i])
-				return 0;
-		}
-	}
-	return 1;
-}
-
 static __always_inline int port_match(const struct parsed *p)
 {
 	if (!p->has_l4 || (p->proto != IPPROTO_TCP_ && p->proto != IPPROTO_UDP_))
@@ -93,9 +72,9 @@ static __always_inline int wanted(const struct parsed *p)
 	}
 	if (cfg.n_ports && !port_match(p))
 		return 0;
-	if (cfg.src.family && !cidr_match(&cfg.src, p, p->saddr))
+	if (cfg.src.family && !cidr_match(&cfg.src, p->family, p->saddr))
 		return 0;
-	if (cfg.dst.family && !cidr_match(&cfg.dst, p, p->daddr))
+	if (cfg.dst.family && !cidr_match(&cfg.dst, p->family, p->daddr))
 		return 0;
 	return 1;
 }
@@ -139,75 +118,6 @@ static __always_inline void fill(struct pkt_event *e, const struct parsed *p, __
 	e->icmp_code = p->icmp_code;
 	__builtin_memcpy(e->saddr, p->saddr, ADDR_LEN);
 	__builtin_memcpy(e->daddr, p->daddr, ADDR_LEN);
-}
-
-/* Copy n (8, 16, 32 or 64) bytes, 8 at a time. */
-#define COPY_U64S(dst, src, n)                                                   \
-	do {                                                                     \
-		_Pragma("unroll") for (int k_ = 0; k_ < (n) / 8; k_++)           \
-			((__u64 *)(dst))[k_] = ((__u64 *)(src))[k_];             \
-	} while (0)
-
-/*
- * Copy the first `want` bytes of an XDP frame (fewer if the frame is shorter);
- * returns how many were copied. Shaped for the verifier: whole 64-byte chunks
- * at constant offsets, then one copy that ends exactly at the last byte
- * (overlapping what is already there), so no loop runs per byte.
- */
-static __always_inline __u32 copy_frame(void *data, void *data_end, __u8 *dst, __u32 want)
-{
-	__u64 avail = data_end - data;
-	/* 64-bit offsets: a 32-bit subtraction would be zero-extended and lose
-	 * its bounds in the verifier's eyes. */
-	__u64 len = want < avail ? want : avail;
-	__u64 off;
-
-	if (len > MAX_SNAPLEN)
-		len = MAX_SNAPLEN;
-
-#pragma clang loop unroll(disable)
-	for (__u64 i = 0; i < MAX_SNAPLEN / SNAP_CHUNK; i++) {
-		off = i * SNAP_CHUNK;
-		if (off + SNAP_CHUNK > len)
-			break;
-		if (data + off + SNAP_CHUNK > data_end)
-			return 0;
-		COPY_U64S(dst + off, data + off, SNAP_CHUNK);
-	}
-
-/* The head and the tail of a frame shorter than 2n and at least n bytes long. */
-#define COPY_ENDS(n, copy)                                                       \
-	if (len >= (n)) {                                                        \
-		off = len - (n);                                                 \
-		/* keep the check the compiler could prove redundant */          \
-		barrier_var(off);                                                \
-		if (off > MAX_SNAPLEN - (n) || data + off + (n) > data_end ||    \
-		    data + (n) > data_end)                                       \
-			return 0;                                                \
-		copy(dst, data, n);                                              \
-		copy(dst + off, data + off, n);                                  \
-		return len;                                                      \
-	}
-#define COPY_ONE(dst, src, n)                                                    \
-	do {                                                                     \
-		if ((n) == 4)                                                    \
-			*(__u32 *)(dst) = *(__u32 *)(src);                       \
-		else if ((n) == 2)                                               \
-			*(__u16 *)(dst) = *(__u16 *)(src);                       \
-		else                                                             \
-			*(__u8 *)(dst) = *(__u8 *)(src);                         \
-	} while (0)
-
-	COPY_ENDS(SNAP_CHUNK, COPY_U64S)
-	COPY_ENDS(32, COPY_U64S)
-	COPY_ENDS(16, COPY_U64S)
-	COPY_ENDS(8, COPY_U64S)
-	COPY_ENDS(4, COPY_ONE)
-	COPY_ENDS(2, COPY_ONE)
-	COPY_ENDS(1, COPY_ONE)
-	return 0;
-#undef COPY_ENDS
-#undef COPY_ONE
 }
 
 /*
@@ -270,7 +180,7 @@ static __always_inline void trace(struct __sk_buff *skb, void *data, void *data_
 					got = n;
 			}
 		} else {
-			got = copy_frame(data, data_end, s->data, want);
+			got = copy_pkt(data, data_end, 0, s->data, want, MAX_SNAPLEN);
 		}
 		if (got > MAX_SNAPLEN)
 			return;
@@ -297,22 +207,14 @@ int xdp_ingress(struct xdp_md *ctx)
 	return XDP_PASS;
 }
 
-/* Bytes of headers we want in the linear area before parsing at TC. */
-#define TC_PARSE_LEN 128
-
 SEC("tc")
 int tc_egress(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	__u32 want = skb->len < TC_PARSE_LEN ? skb->len : TC_PARSE_LEN;
 
-	if (data + want > data_end) {
-		/* headers in paged data: make them linear (content is unchanged) */
-		bpf_skb_pull_data(skb, want);
-		data = (void *)(long)skb->data;
-		data_end = (void *)(long)skb->data_end;
-	}
+	/* headers in paged data: make them linear */
+	tc_linear_headers(skb, &data, &data_end);
 	trace(skb, data, data_end, skb->ifindex, skb->len, DIR_EGRESS, skb->vlan_present,
 	      skb->vlan_tci);
 	return TC_ACT_UNSPEC_;

@@ -15,8 +15,7 @@ enum xdp_trace_counter {
 enum xdp_trace_limits {
 	MAX_PORTS = 8,
 	/* Most bytes of a packet that --snaplen may capture. */
-	MAX_SNAPLEN = 1536,
-	SNAP_CHUNK = 64,
+	MAX_SNAPLEN = 1536, /* a multiple of COPY_CHUNK (copy.bpf.h) */
 	/* Values of xdp_config.proto beyond IP protocol numbers. */
 	PROTO_ANY_ICMP = 1, /* ICMP or ICMPv6 */
 };
@@ -51,13 +50,6 @@ struct pkt_event {
 	__u8 icmp_code;
 	__u8 saddr[ADDR_LEN];
 	__u8 daddr[ADDR_LEN];
-};
-
-/* A CIDR filter; prefix_len 0 with family 0 means "no filter". */
-struct cidr {
-	__u8 family;          /* FAMILY_IPV4 / FAMILY_IPV6 */
-	__u8 prefix_len;
-	__u8 addr[ADDR_LEN];  /* network order, host bits zero */
 };
 
 /* Filters and options, written by the user side before load. */
