@@ -560,10 +560,11 @@ pub fn trial() -> (Option<Method>, Vec<(Method, String)>) {
     (chosen, failed)
 }
 
-const OWN_COUNTERS: [(u32, &str); 6] = [
+const OWN_COUNTERS: [(u32, &str); 7] = [
     (types::sendlat_counter::COUNTER_UNDER_MIN.0, "under_min"),
     (types::sendlat_counter::COUNTER_IN_HIST.0, "in_hist"),
     (types::sendlat_counter::COUNTER_UNPAIRED.0, "unpaired"),
+    (types::sendlat_counter::COUNTER_NO_RETURN.0, "no_return"),
     (
         types::sendlat_counter::COUNTER_OTHER_SOCKET.0,
         "other_sockets",

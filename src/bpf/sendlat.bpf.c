@@ -36,6 +36,7 @@ enum family _family_btf = FAMILY_OTHER;
 #define SOCK_STREAM_ 1
 #define S_IFMT_ 0170000
 #define S_IFSOCK_ 0140000
+#define EEXIST_ 17
 
 /* How the requested size is learnt (tracepoint method). */
 enum call_kind {
@@ -76,6 +77,7 @@ struct {
 static __always_inline void begin(struct start *s)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
+	long err;
 
 	count(COUNTER_SEEN);
 	if (proc_filter_active(&cfg.proc) && !proc_match(&cfg.proc)) {
@@ -83,7 +85,13 @@ static __always_inline void begin(struct start *s)
 		return;
 	}
 	s->ts = bpf_ktime_get_ns();
-	if (bpf_map_update_elem(&starts, &tid, s, BPF_ANY))
+	err = bpf_map_update_elem(&starts, &tid, s, BPF_NOEXIST);
+	if (err == -EEXIST_) {
+		/* this thread's previous call never returned as far as we saw */
+		count(COUNTER_NO_RETURN);
+		err = bpf_map_update_elem(&starts, &tid, s, BPF_ANY);
+	}
+	if (err)
 		count(COUNTER_START_FULL);
 }
 

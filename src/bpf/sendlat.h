@@ -9,8 +9,7 @@
 /*
  * The program's own counters, after the common four. Their relation:
  *   seen = filtered + delivered + lost + in_hist + hist_full + start_full
- *          (+ calls still in progress, and with the tracepoint method send
- *          syscalls that failed before reaching the socket)
+ *          + no_return (+ calls still in progress at the end)
  * where seen counts the calls that began while tracing, and filtered
  * includes under_min.
  */
@@ -22,6 +21,10 @@ enum sendlat_counter {
 	COUNTER_IN_HIST,      /* calls added to a histogram (--hist) */
 	COUNTER_HIST_FULL,    /* calls not added: no room for another histogram key */
 	COUNTER_START_FULL,   /* calls not timed: no room to remember their start */
+	COUNTER_NO_RETURN,    /* calls whose return never came (learnt when the thread
+			       * began its next call): fentry: the trampoline was rebuilt
+			       * meanwhile; kretprobe: too many calls in progress at once;
+			       * tracepoints: the syscall failed before the socket */
 };
 
 enum sendlat_limits {
