@@ -792,21 +792,22 @@ fn calls_without_a_return_are_counted_not_reported() {
         };
         let out = first.stop();
         let sum = out.summary();
+        let what = format!("{method}: {:#?}\n{}", calls(&out), out.stderr);
         match method.as_str() {
             // the second tracer's fentry programs rebuilt tcp_sendmsg's
             // trampoline: the blocked call returned without fexit programs,
             // and its start was found again when the thread sent 6 bytes
             "fentry" => {
-                assert_eq!(sizes(&out), [5, 6], "{method}: {}", out.stderr);
-                assert!(sum["no_return"] >= 1, "{method}: {sum:?}");
+                assert_eq!(sizes(&out), [5, 6], "{what}");
+                assert!(sum["no_return"] >= 1, "{what}");
             }
             // the failed send began at the syscall's entry and never reached
             // the socket; the next send found its start
             "tracepoint" => {
-                assert_eq!(sizes(&out), [5, big, 6], "{method}: {}", out.stderr);
-                assert!(sum["no_return"] >= 1, "{method}: {sum:?}");
+                assert_eq!(sizes(&out), [5, big, 6], "{what}");
+                assert!(sum["no_return"] >= 1, "{what}");
             }
-            _ => assert_eq!(sizes(&out), [5, big, 6], "{method}: {}", out.stderr),
+            _ => assert_eq!(sizes(&out), [5, big, 6], "{what}"),
         }
         // the second tracer saw the big send begin before it was there
         let out = second.stop();

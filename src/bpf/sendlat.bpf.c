@@ -77,7 +77,10 @@ struct {
 static __always_inline void begin(struct start *s)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
-	long err;
+	/* int, not long: older kernels call a map update straight through the
+	 * map's ops, whose int result leaves the register's upper half zero
+	 * (5.10 returns -EEXIST as 0xffffffef): compare the lower 32 bits */
+	int err;
 
 	count(COUNTER_SEEN);
 	if (proc_filter_active(&cfg.proc) && !proc_match(&cfg.proc)) {
