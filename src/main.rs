@@ -4,6 +4,7 @@
 
 mod addr;
 mod conn;
+mod hist;
 mod http;
 mod netattach;
 mod netlink;
@@ -12,6 +13,7 @@ mod packets;
 mod pcap;
 mod probe;
 mod runner;
+mod sendlat;
 mod sys;
 mod tracing;
 
@@ -34,6 +36,8 @@ Examples:
   wirescope conn                                  every TCP connection, when it closes
   wirescope conn --events -P 443 --comm nginx     connect/accept/established/close
   wirescope conn --cgroup /sys/fs/cgroup/system.slice/nginx.service --json
+  wirescope sendlat --min-us 1000                 every send that took 1 ms or more
+  wirescope sendlat --hist --per comm --interval 5   latency histograms per process name
   wirescope probe                                 what this kernel supports
   wirescope http -i eth0                          HTTP/1.x requests, status and latency
   wirescope http -i eth0 -P 80,8080 --method POST,PUT --no-query --json
@@ -64,6 +68,9 @@ enum Command {
     /// TCP connections: owning process, bytes each way, duration, how they ended
     #[command(after_help = EXAMPLES)]
     Conn(ConnArgs),
+    /// Time spent sending on TCP sockets (tcp_sendmsg): per call, or as histograms
+    #[command(after_help = EXAMPLES)]
+    Sendlat(SendlatArgs),
     /// What this kernel supports, and which attach method each command will use
     Probe(ProbeArgs),
 }
@@ -149,6 +156,73 @@ impl ConnArgs {
         Ok(conn::Config {
             events: self.events,
             max_conns: self.max_conns,
+            ports: self.ports,
+            family: family_of(self.ipv4, self.ipv6, None, None)?,
+            proc: self.proc.filter(),
+            attach: self.attach,
+            json: self.common.json,
+            limits: self.common.limits(),
+            ringbuf_size: self.common.ringbuf_size.unwrap_or(DEFAULT_RINGBUF),
+        })
+    }
+}
+
+#[derive(Args, Debug)]
+struct SendlatArgs {
+    /// Aggregate latencies into log2 histograms in the kernel instead of printing each call
+    #[arg(long)]
+    hist: bool,
+    /// With --hist: one histogram per process or per process name
+    #[arg(long, value_enum, requires = "hist")]
+    per: Option<sendlat::Per>,
+    /// With --hist: print the histograms every SECS seconds, not only at exit
+    #[arg(long, value_name = "SECS", requires = "hist",
+          value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    interval: Option<u64>,
+    /// Only calls that took at least N microseconds (filtered in the kernel)
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(u64).range(0..=sendlat::MAX_MIN_US))]
+    min_us: u64,
+    /// Only connections with one of these ports, local or remote (comma-separated, up to 8)
+    #[arg(short = 'P', long = "port", value_name = "PORTS", value_delimiter = ',',
+          value_parser = addr::parse_port)]
+    ports: Vec<u16>,
+    /// Only IPv4
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Only IPv6
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    #[command(flatten)]
+    proc: ProcArgs,
+    /// How to hook the kernel
+    #[arg(long, value_enum, default_value = "auto")]
+    attach: tracing::AttachArg,
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+impl SendlatArgs {
+    fn into_config(self) -> Result<sendlat::Config, String> {
+        if self.ports.len() > sendlat::MAX_PORTS {
+            return Err(format!(
+                "at most {} ports can be given to --port",
+                sendlat::MAX_PORTS
+            ));
+        }
+        if self.hist && self.common.count.is_some() {
+            return Err(
+                "--count counts per-call lines and --hist prints none: end a --hist run \
+                 with --duration or Ctrl-C"
+                    .into(),
+            );
+        }
+        Ok(sendlat::Config {
+            hist: self.hist.then(|| sendlat::HistConfig {
+                per: self.per,
+                interval: self.interval.map(Duration::from_secs),
+            }),
+            min_us: self.min_us,
             ports: self.ports,
             family: family_of(self.ipv4, self.ipv6, None, None)?,
             proc: self.proc.filter(),
@@ -456,6 +530,10 @@ fn main() -> ExitCode {
             let cfg = a.into_config().unwrap_or_else(|m| usage_error(m));
             conn::run(cfg)
         }
+        Command::Sendlat(a) => {
+            let cfg = a.into_config().unwrap_or_else(|m| usage_error(m));
+            sendlat::run(cfg)
+        }
         Command::Probe(a) => probe::run(a.json, a.interface.as_deref()),
         Command::Http(a) => {
             let cfg = a.into_config().unwrap_or_else(|m| usage_error(m));
@@ -736,6 +814,87 @@ mod tests {
                 .family,
             Some(addr::FAMILY_IPV6)
         );
+    }
+
+    fn sendlat(args: &[&str]) -> Result<sendlat::Config, String> {
+        let mut all = vec!["sendlat"];
+        all.extend_from_slice(args);
+        match parse(&all).map_err(|e| e.to_string())?.command {
+            Command::Sendlat(a) => a.into_config(),
+            _ => Err("not sendlat".into()),
+        }
+    }
+
+    #[test]
+    fn sendlat_options() {
+        let c = sendlat(&[]).unwrap();
+        assert_eq!((c.hist, c.min_us, c.family), (None, 0, None));
+        assert_eq!(c.attach, tracing::AttachArg::Auto);
+        let c = sendlat(&[
+            "--hist",
+            "--per",
+            "comm",
+            "--interval",
+            "5",
+            "--min-us",
+            "1000",
+            "-P",
+            "80,443",
+            "-6",
+            "-p",
+            "12",
+            "--comm",
+            "nginx",
+            "--attach",
+            "kprobe",
+            "--json",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.hist,
+            Some(sendlat::HistConfig {
+                per: Some(sendlat::Per::Comm),
+                interval: Some(Duration::from_secs(5)),
+            })
+        );
+        assert_eq!((c.min_us, c.family), (1000, Some(addr::FAMILY_IPV6)));
+        assert_eq!(c.ports, vec![80, 443]);
+        assert_eq!(
+            (c.proc.pid, c.proc.comm.as_deref()),
+            (Some(12), Some("nginx"))
+        );
+        assert_eq!(c.attach, tracing::AttachArg::Kprobe);
+        assert!(c.json);
+        // --count is fine for per-call lines
+        assert_eq!(sendlat(&["--count", "3"]).unwrap().limits.count, Some(3));
+    }
+
+    #[test]
+    fn sendlat_usage_errors() {
+        for (args, why) in [
+            (&["sendlat", "--interval", "1"][..], "--hist"),
+            (&["sendlat", "--per", "pid"], "--hist"),
+            (&["sendlat", "--hist", "--per", "cgroup"], "cgroup"),
+            (&["sendlat", "--hist", "--interval", "0"], "0"),
+            (&["sendlat", "--hist", "--interval", "0.5"], "0.5"),
+            (&["sendlat", "--min-us", "-1"], "-1"),
+            (&["sendlat", "--min-us", "3600000001"], "3600000001"),
+            (&["sendlat", "-4", "-6"], "cannot be used with"),
+            (&["sendlat", "-P", "0"], "not a port"),
+            (&["sendlat", "-p", "0"], "0"),
+            (&["sendlat", "--attach", "uprobe"], "uprobe"),
+        ] {
+            let e = parse(args).expect_err(&format!("{args:?} should fail"));
+            assert_eq!(e.exit_code(), 2, "{args:?}");
+            assert!(e.to_string().contains(why), "{args:?}: {e}");
+        }
+        for (args, why) in [
+            (&["--hist", "--count", "5"][..], "--duration"),
+            (&["-P", "1,2,3,4,5,6,7,8,9"], "at most 8 ports"),
+        ] {
+            let e = sendlat(args).expect_err(&format!("{args:?} should fail"));
+            assert!(e.contains(why), "{args:?}: {e}");
+        }
     }
 
     #[test]

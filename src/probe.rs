@@ -14,7 +14,7 @@ use crate::netattach::{self, XdpMode};
 use crate::output;
 use crate::sys;
 use crate::tracing::{AttachArg, Method};
-use crate::{conn, netlink};
+use crate::{conn, netlink, sendlat};
 
 mod skel {
     #![allow(clippy::all, clippy::pedantic, non_camel_case_types, dead_code)]
@@ -61,7 +61,8 @@ pub struct Features {
 pub struct Plan {
     /// The method the command will use, null when none works
     pub method: Option<String>,
-    /// Why the better methods cannot be used
+    /// Why the better methods cannot be used (sendlat: every method that
+    /// cannot, worse ones included)
     pub unavailable: Vec<String>,
 }
 
@@ -85,6 +86,7 @@ pub struct Commands {
     /// http attaches like packets, both directions
     pub http: Plan,
     pub conn: Plan,
+    pub sendlat: Plan,
 }
 
 fn open_probe<'obj>(
@@ -245,13 +247,19 @@ pub fn report(interface: Option<&str>) -> Result<Report> {
             .filter_map(|(n, c)| c.error.as_ref().map(|e| format!("{n}: {e}")))
             .collect(),
     };
+    let no_btf = || Plan {
+        method: None,
+        unavailable: vec!["no kernel BTF".into()],
+    };
     let conn = if btf.is_some() {
         method_plan(conn::trial(AttachArg::Auto))
     } else {
-        Plan {
-            method: None,
-            unavailable: vec!["no kernel BTF".into()],
-        }
+        no_btf()
+    };
+    let sendlat = if btf.is_some() {
+        method_plan(sendlat::trial())
+    } else {
+        no_btf()
     };
     Ok(Report {
         kind: "probe",
@@ -274,6 +282,7 @@ pub fn report(interface: Option<&str>) -> Result<Report> {
             http: packets.clone(),
             packets,
             conn,
+            sendlat,
         },
     })
 }
@@ -315,6 +324,7 @@ fn write_table(r: &Report, w: &mut dyn Write) -> io::Result<()> {
         ("packets", &r.commands.packets),
         ("http", &r.commands.http),
         ("conn", &r.commands.conn),
+        ("sendlat", &r.commands.sendlat),
     ] {
         writeln!(
             w,

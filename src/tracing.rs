@@ -164,6 +164,29 @@ pub fn family_check(method: Method) -> Result<()> {
     }
 }
 
+/// Whether the kernel has the tracepoint `name` (from its BTF: every
+/// tracepoint has a `btf_trace_<name>` type there, tracefs mounted or not).
+pub fn kernel_has_tracepoint(name: &str) -> bool {
+    use libbpf_rs::btf::types::Typedef;
+    let Ok(btf) = libbpf_rs::btf::Btf::from_vmlinux() else {
+        return false;
+    };
+    let found: Option<Typedef<'_>> = btf.type_by_name(&format!("btf_trace_{name}"));
+    found.is_some()
+}
+
+/// The `events` directory of a mounted tracefs, where classic tracepoints
+/// are found (libbpf looks in the same two places).
+pub fn tracefs_events() -> Option<PathBuf> {
+    [
+        "/sys/kernel/tracing/events",
+        "/sys/kernel/debug/tracing/events",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .find(|p| p.is_dir())
+}
+
 /// -p/--pid, --comm, --cgroup as the user gave them.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ProcFilter {

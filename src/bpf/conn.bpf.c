@@ -469,16 +469,10 @@ int BPF_KPROBE(kp_close, struct sock *sk)
 
 static __always_inline const struct sock *sock_of_fd(long fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds;
-	struct file *file = NULL;
+	struct file *file = file_of_fd(fd);
 	struct socket *sock;
 
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	fds = BPF_CORE_READ(fdt, fd);
-	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]) || !file)
+	if (!file)
 		return NULL;
 	/* accept() returns socket files: private_data is the struct socket */
 	sock = BPF_CORE_READ(file, private_data);

@@ -44,6 +44,22 @@ static __always_inline int sock_tuple(const struct sock *sk, struct sock_tuple *
 	return 0;
 }
 
+/* The current task's open file `fd`, or NULL (process context only). */
+static __always_inline struct file *file_of_fd(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds;
+	struct file *file = NULL;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	fds = BPF_CORE_READ(fdt, fd);
+	if (bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]))
+		return NULL;
+	return file;
+}
+
 /* Inode number of the socket's network namespace. */
 static __always_inline __u32 sock_netns(const struct sock *sk)
 {
