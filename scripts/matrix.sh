@@ -8,7 +8,7 @@
 # test executables, wirescope binary, ip and tcpdump of the host run there unchanged.
 # Settings (environment):
 #   VM_ACCEL=auto|kvm|tcg   auto: KVM if a trial boot works, else software emulation
-#   VM_TIMEOUT=SECS         hard limit per guest, boot included (default 1800)
+#   VM_TIMEOUT=SECS         hard limit per guest, boot included (default 2400)
 #   VM_MEMORY=2G VM_CPUS=2  guest size
 #   GUEST_PATIENCE=SECS     WIRESCOPE_TEST_PATIENCE inside guests (default 180)
 #   GUEST_MANY_CONNS=N      connections of conn's many-connections test in guests,
@@ -21,7 +21,7 @@ cd "$top"
 
 VNG_VERSION=1.42
 VM_ACCEL=${VM_ACCEL:-auto}
-VM_TIMEOUT=${VM_TIMEOUT:-1800}
+VM_TIMEOUT=${VM_TIMEOUT:-2400}
 VM_MEMORY=${VM_MEMORY:-2G}
 VM_CPUS=${VM_CPUS:-2}
 GUEST_PATIENCE=${GUEST_PATIENCE:-180}
