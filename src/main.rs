@@ -247,7 +247,7 @@ struct CommonArgs {
     #[arg(short = 'c', long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     count: Option<u64>,
     /// Ring buffer size: a power of two from 4K to 1G (suffixes K, M, G);
-    /// default 4M, and 16M for `packets --pcap`
+    /// default 4M, and 8M for `packets --pcap`
     #[arg(long, value_name = "BYTES", value_parser = parse_ringbuf_size)]
     ringbuf_size: Option<u32>,
 }
@@ -255,7 +255,7 @@ struct CommonArgs {
 /// The ring buffer when --ringbuf-size is not given.
 const DEFAULT_RINGBUF: u32 = 4 << 20;
 /// ... and for records that carry packet bytes (up to 1.6 KB each).
-const DEFAULT_RINGBUF_CAPTURE: u32 = 16 << 20;
+const DEFAULT_RINGBUF_CAPTURE: u32 = 8 << 20;
 
 impl CommonArgs {
     fn limits(&self) -> runner::Limits {
@@ -739,11 +739,7 @@ mod tests {
         // --pcap alone captures the most bytes
         let c = packets(&["-i", "lo", "--pcap", "f"]).unwrap();
         assert_eq!(c.snaplen, packets::MAX_SNAPLEN);
-        assert_eq!(
-            c.ringbuf_size,
-            16 << 20,
-            "captures get a larger ring buffer"
-        );
+        assert_eq!(c.ringbuf_size, 8 << 20, "captures get a larger ring buffer");
     }
 
     #[test]
