@@ -110,6 +110,50 @@ impl ProcArgs {
     }
 }
 
+/// Which sockets a hooking command follows (conn, sendlat), and how it hooks
+/// the kernel.
+#[derive(Args, Debug)]
+struct SockArgs {
+    /// Only connections with one of these ports, local or remote (comma-separated, up to 8)
+    #[arg(short = 'P', long = "port", value_name = "PORTS", value_delimiter = ',',
+          value_parser = addr::parse_port)]
+    ports: Vec<u16>,
+    /// Only IPv4
+    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
+    ipv4: bool,
+    /// Only IPv6
+    #[arg(short = '6', long = "ipv6")]
+    ipv6: bool,
+    #[command(flatten)]
+    proc: ProcArgs,
+    /// How to hook the kernel
+    #[arg(long, value_enum, default_value = "auto")]
+    attach: tracing::AttachArg,
+}
+
+/// SockArgs, checked.
+struct SockFilter {
+    ports: Vec<u16>,
+    family: Option<u8>,
+    proc: tracing::ProcFilter,
+    attach: tracing::AttachArg,
+}
+
+impl SockArgs {
+    /// Checked against the command's own port limit (the size of its kernel array).
+    fn checked(self, max_ports: usize) -> Result<SockFilter, String> {
+        if self.ports.len() > max_ports {
+            return Err(format!("at most {max_ports} ports can be given to --port"));
+        }
+        Ok(SockFilter {
+            ports: self.ports,
+            family: family_of(self.ipv4, self.ipv6, None, None)?,
+            proc: self.proc.filter(),
+            attach: self.attach,
+        })
+    }
+}
+
 fn parse_comm(s: &str) -> Result<String, String> {
     if s.is_empty() || s.contains('\0') {
         return Err("a process name is 1 to 15 bytes without NUL".into());
@@ -126,40 +170,22 @@ struct ConnArgs {
     #[arg(long, value_name = "N", default_value_t = conn::MAX_CONNS,
           value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     max_conns: u32,
-    /// Only connections with one of these ports, local or remote (comma-separated, up to 8)
-    #[arg(short = 'P', long = "port", value_name = "PORTS", value_delimiter = ',',
-          value_parser = addr::parse_port)]
-    ports: Vec<u16>,
-    /// Only IPv4
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
-    ipv4: bool,
-    /// Only IPv6
-    #[arg(short = '6', long = "ipv6")]
-    ipv6: bool,
     #[command(flatten)]
-    proc: ProcArgs,
-    /// How to hook the kernel
-    #[arg(long, value_enum, default_value = "auto")]
-    attach: tracing::AttachArg,
+    sock: SockArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
 
 impl ConnArgs {
     fn into_config(self) -> Result<conn::Config, String> {
-        if self.ports.len() > conn::MAX_PORTS {
-            return Err(format!(
-                "at most {} ports can be given to --port",
-                conn::MAX_PORTS
-            ));
-        }
+        let sock = self.sock.checked(conn::MAX_PORTS)?;
         Ok(conn::Config {
             events: self.events,
             max_conns: self.max_conns,
-            ports: self.ports,
-            family: family_of(self.ipv4, self.ipv6, None, None)?,
-            proc: self.proc.filter(),
-            attach: self.attach,
+            ports: sock.ports,
+            family: sock.family,
+            proc: sock.proc,
+            attach: sock.attach,
             json: self.common.json,
             limits: self.common.limits(),
             ringbuf_size: self.common.ringbuf_size.unwrap_or(DEFAULT_RINGBUF),
@@ -183,33 +209,15 @@ struct SendlatArgs {
     #[arg(long, value_name = "N", default_value_t = 0,
           value_parser = clap::value_parser!(u64).range(0..=sendlat::MAX_MIN_US))]
     min_us: u64,
-    /// Only connections with one of these ports, local or remote (comma-separated, up to 8)
-    #[arg(short = 'P', long = "port", value_name = "PORTS", value_delimiter = ',',
-          value_parser = addr::parse_port)]
-    ports: Vec<u16>,
-    /// Only IPv4
-    #[arg(short = '4', long = "ipv4", conflicts_with = "ipv6")]
-    ipv4: bool,
-    /// Only IPv6
-    #[arg(short = '6', long = "ipv6")]
-    ipv6: bool,
     #[command(flatten)]
-    proc: ProcArgs,
-    /// How to hook the kernel
-    #[arg(long, value_enum, default_value = "auto")]
-    attach: tracing::AttachArg,
+    sock: SockArgs,
     #[command(flatten)]
     common: CommonArgs,
 }
 
 impl SendlatArgs {
     fn into_config(self) -> Result<sendlat::Config, String> {
-        if self.ports.len() > sendlat::MAX_PORTS {
-            return Err(format!(
-                "at most {} ports can be given to --port",
-                sendlat::MAX_PORTS
-            ));
-        }
+        let sock = self.sock.checked(sendlat::MAX_PORTS)?;
         if self.hist && self.common.count.is_some() {
             return Err(
                 "--count counts per-call lines and --hist prints none: end a --hist run \
@@ -223,10 +231,10 @@ impl SendlatArgs {
                 interval: self.interval.map(Duration::from_secs),
             }),
             min_us: self.min_us,
-            ports: self.ports,
-            family: family_of(self.ipv4, self.ipv6, None, None)?,
-            proc: self.proc.filter(),
-            attach: self.attach,
+            ports: sock.ports,
+            family: sock.family,
+            proc: sock.proc,
+            attach: sock.attach,
             json: self.common.json,
             limits: self.common.limits(),
             ringbuf_size: self.common.ringbuf_size.unwrap_or(DEFAULT_RINGBUF),
