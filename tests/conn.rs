@@ -183,15 +183,7 @@ fn by_pid(cs: &[Value], pid: u32) -> Vec<Value> {
 }
 
 fn start(method: &str, extra: &[&str]) -> Tracer {
-    let mut args = vec!["conn", "--json", "--attach", method];
-    args.extend_from_slice(extra);
-    let t = Tracer::start_here(&args);
-    assert!(
-        t.stderr_text().contains(&format!("attached with {method}")),
-        "{}",
-        t.stderr_text()
-    );
-    t
+    Tracer::start_attached("conn", method, extra)
 }
 
 /// Wait until `n` conn lines whose text contains `needle` arrived.

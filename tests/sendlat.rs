@@ -315,15 +315,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn start(method: &str, extra: &[&str]) -> Tracer {
-    let mut args = vec!["sendlat", "--json", "--attach", method];
-    args.extend_from_slice(extra);
-    let t = Tracer::start_here(&args);
-    assert!(
-        t.stderr_text().contains(&format!("attached with {method}")),
-        "{}",
-        t.stderr_text()
-    );
-    t
+    Tracer::start_attached("sendlat", method, extra)
 }
 
 fn calls(f: &Finished) -> Vec<Value> {

@@ -389,6 +389,20 @@ impl Tracer {
         Self::spawn(Some(ns), args, true, true)
     }
 
+    /// `wirescope COMMAND --json --attach METHOD EXTRA...` in the test's own
+    /// namespace, checked to say that it attached with METHOD.
+    pub fn start_attached(command: &str, method: &str, extra: &[&str]) -> Tracer {
+        let mut args = vec![command, "--json", "--attach", method];
+        args.extend_from_slice(extra);
+        let t = Tracer::start_here(&args);
+        assert!(
+            t.stderr_text().contains(&format!("attached with {method}")),
+            "{}",
+            t.stderr_text()
+        );
+        t
+    }
+
     /// Start in the test's own (the host's) network namespace.
     pub fn start_here(args: &[&str]) -> Tracer {
         Self::spawn(None, args, true, true)
