@@ -102,12 +102,6 @@ fn end_name(end: u8) -> &'static str {
     }
 }
 
-/// The comm bytes up to the first NUL, lossy UTF-8.
-pub fn comm_text(raw: &[u8]) -> String {
-    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
-    String::from_utf8_lossy(&raw[..end]).into_owned()
-}
-
 impl Conn {
     pub fn decode(data: &[u8]) -> Option<Conn> {
         let mut ev = types::conn_event::default();
@@ -137,7 +131,7 @@ impl TryFrom<&types::conn_event> for Conn {
             ts_ns: ev.ts_ns,
             kind,
             pid: proc_known.then_some(ev.pid),
-            comm: proc_known.then(|| comm_text(&comm)),
+            comm: proc_known.then(|| sys::text_until_nul(&comm)),
             cgroup_id: proc_known.then_some(ev.cgroup_id),
             family: ev.family,
             laddr,

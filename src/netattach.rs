@@ -134,9 +134,7 @@ pub fn driver_name(ifname: &str) -> Option<String> {
     if ret != 0 {
         return None;
     }
-    let driver = &info[4..36];
-    let end = driver.iter().position(|&b| b == 0).unwrap_or(driver.len());
-    Some(String::from_utf8_lossy(&driver[..end]).into_owned())
+    Some(crate::sys::text_until_nul(&info[4..36]))
 }
 
 /// Drivers on which `--xdp-mode auto` uses generic XDP: native XDP on a veth

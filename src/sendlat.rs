@@ -16,7 +16,6 @@ use libbpf_rs::{MapCore, MapFlags, OpenObject, RingBufferBuilder};
 use serde::Serialize;
 
 use crate::addr::{self, Endpoint};
-use crate::conn::comm_text;
 use crate::hist::{self, Log2Hist};
 use crate::output::{self, Format, Record, Sink};
 use crate::runner::{self, Counters, Limits, LossReporter};
@@ -116,7 +115,7 @@ impl TryFrom<&types::sendlat_event> for Call {
             ts_ns: ev.ts_ns,
             latency_ns: ev.latency_ns,
             pid: ev.pid,
-            comm: comm_text(&comm),
+            comm: sys::text_until_nul(&comm),
             family: ev.family,
             laddr,
             lport: ev.lport,
@@ -239,7 +238,7 @@ impl HistKey {
             Some(Per::Pid) => HistKey::Pid(k.pid),
             Some(Per::Comm) => {
                 let comm: Vec<u8> = k.comm.iter().map(|&c| c as u8).collect();
-                HistKey::Comm(comm_text(&comm))
+                HistKey::Comm(sys::text_until_nul(&comm))
             }
         }
     }
@@ -338,7 +337,7 @@ fn read_hists(map: &dyn MapCore, per: Option<Per>) -> Result<Snapshot> {
             continue;
         }
         let comm: Vec<u8> = v.comm.iter().map(|&c| c as u8).collect();
-        let comm = (per == Some(Per::Pid)).then(|| comm_text(&comm));
+        let comm = (per == Some(Per::Pid)).then(|| sys::text_until_nul(&comm));
         out.insert(
             HistKey::decode(&k, per),
             (Log2Hist::new(v.slots.to_vec(), v.sum_ns), comm),

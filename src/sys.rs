@@ -149,6 +149,13 @@ pub fn capture_libbpf<T>(f: impl FnOnce() -> T) -> (T, String) {
     (r, log)
 }
 
+/// A kernel string field (comm, an ethtool driver name): the bytes up to the
+/// first NUL, as lossy UTF-8.
+pub fn text_until_nul(raw: &[u8]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
