@@ -6,6 +6,7 @@ use std::cell::RefCell;
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::net::IpAddr;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
@@ -40,6 +41,8 @@ pub struct Config {
     pub json: bool,
     pub limits: Limits,
     pub ringbuf_size: u32,
+    /// Tests only: ignore about one close in N in the kernel (0: never)
+    pub inject_missed_closes: u32,
 }
 
 // SAFETY: conn_event is a generated #[repr(C)] struct of integers and byte
@@ -88,6 +91,9 @@ pub struct Conn {
     /// None when the connection opened before tracing began
     pub duration_ns: Option<u64>,
     pub end: Option<&'static str>,
+    /// A close our programs did not see (the kernel skipped them), found
+    /// afterwards: `time` is when it was found, the duration is unknown
+    pub recovered: bool,
 }
 
 fn end_name(end: u8) -> &'static str {
@@ -126,6 +132,8 @@ impl TryFrom<&types::conn_event> for Conn {
         let proc_known = u32::from(ev.flags) & types::conn_flags::FLAG_PROC_KNOWN.0 != 0;
         let start_known = u32::from(ev.flags) & types::conn_flags::FLAG_START_KNOWN.0 != 0;
         let close = kind == Kind::Close;
+        let recovered = close && u32::from(ev.flags) & types::conn_flags::FLAG_RECOVERED.0 != 0;
+        let bytes = close && u32::from(ev.flags) & types::conn_flags::FLAG_NO_BYTES.0 == 0;
         let comm: Vec<u8> = ev.comm.iter().map(|&c| c as u8).collect();
         Ok(Conn {
             ts_ns: ev.ts_ns,
@@ -144,10 +152,12 @@ impl TryFrom<&types::conn_event> for Conn {
                 x if x == types::conn_side::SIDE_PASSIVE.0 => Some("passive"),
                 _ => None,
             },
-            tx_bytes: close.then_some(ev.tx_bytes),
-            rx_bytes: close.then_some(ev.rx_bytes),
-            duration_ns: (close && start_known).then(|| ev.ts_ns.saturating_sub(ev.start_ns)),
+            tx_bytes: bytes.then_some(ev.tx_bytes),
+            rx_bytes: bytes.then_some(ev.rx_bytes),
+            duration_ns: (close && start_known && !recovered)
+                .then(|| ev.ts_ns.saturating_sub(ev.start_ns)),
             end: close.then(|| end_name(ev.end)),
+            recovered,
         })
     }
 }
@@ -172,6 +182,8 @@ struct ConnJson<'a> {
     side: Option<&'static str>,
     cgroup_id: Option<u64>,
     netns: u32,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    recovered: bool,
 }
 
 pub struct ConnLine<'a> {
@@ -208,7 +220,7 @@ impl Record for ConnLine<'_> {
         }
         writeln!(
             w,
-            "{:<15} {:>7} {:<15} {:<27} {:<27} {:>10} {:>10} {:>9}  {}",
+            "{:<15} {:>7} {:<15} {:<27} {:<27} {:>10} {:>10} {:>9}  {}{}",
             output::time_of_day_us(self.wall_ns),
             c.pid.map_or_else(dash, |p| p.to_string()),
             c.comm.clone().unwrap_or_else(dash),
@@ -219,6 +231,7 @@ impl Record for ConnLine<'_> {
             c.duration_ns
                 .map_or_else(dash, |d| format!("{:.3}", duration_ms(d))),
             c.end.unwrap_or("-"),
+            if c.recovered { " (recovered)" } else { "" },
         )
     }
 
@@ -246,6 +259,7 @@ impl Record for ConnLine<'_> {
             side: c.side,
             cgroup_id: c.cgroup_id,
             netns: c.netns,
+            recovered: c.recovered,
         };
         serde_json::to_writer(&mut *w, &j)?;
         w.write_all(b"\n")
@@ -291,6 +305,7 @@ fn load<'obj>(
         .context("the conn programs have no read-only data")?;
     rodata.cfg = kernel_config(cfg);
     rodata.tracepoint_method = u8::from(method == Method::Tracepoint);
+    rodata.inject_skip_close = cfg.inject_missed_closes;
     open.maps
         .events
         .set_max_entries(cfg.ringbuf_size)
@@ -304,7 +319,9 @@ fn load<'obj>(
         Some(2) => &["fe_accept4"],
         _ => &["fe_accept2"],
     };
-    tracing::enable_method(open.open_object_mut(), method, &[flavour], skip);
+    tracing::enable_method(open.open_object_mut(), method, &[flavour, "sweep_"], skip);
+    // the sweep runs when user space reads its iterator, never on its own
+    open.progs.sweep_conns.set_autoattach(false);
     let mut skel = open.load().context("loading")?;
     if let Some(fd) = cgroup {
         tracing::set_cgroup_filter(&skel.maps.cgroup_filter, fd)?;
@@ -335,6 +352,7 @@ pub fn trial(attach: AttachArg) -> (Option<Method>, Vec<(Method, String)>) {
         json: true,
         limits: Limits::default(),
         ringbuf_size: 4096,
+        inject_missed_closes: 0,
     };
     let mut failed: Vec<(Method, String)> = Vec::new();
     let mut refused: Vec<Method> = Vec::new();
@@ -360,11 +378,15 @@ pub fn trial(attach: AttachArg) -> (Option<Method>, Vec<(Method, String)>) {
     (None, failed)
 }
 
-const OWN_COUNTERS: [(u32, &str); 2] = [
+const OWN_COUNTERS: [(u32, &str); 3] = [
     (types::conn_counter::COUNTER_MAP_FULL.0, "map_full"),
     (
         types::conn_counter::COUNTER_UNTRACKED_CLOSE.0,
         "untracked_close",
+    ),
+    (
+        types::conn_counter::COUNTER_RECOVERED_CLOSE.0,
+        "recovered_close",
     ),
 ];
 
@@ -376,6 +398,42 @@ fn method_note(m: Method) -> Option<&'static str> {
              connect events have no local port yet",
         ),
         _ => None,
+    }
+}
+
+/// A little more than the kernel's SWEEP_HOLD_NS (conn.bpf.c).
+const SWEEP_CONFIRM: Duration = Duration::from_millis(20);
+
+/// Runs the kernel's sweep_conns iterator, which reports the closes our
+/// lifecycle program did not see. Without it (a kernel that refuses the
+/// iterator) those closes stay counted as `missed` only.
+struct Sweeper {
+    link: Option<libbpf_rs::Link>,
+}
+
+impl Sweeper {
+    fn new(skel: &ConnSkel<'_>) -> Self {
+        use std::os::fd::AsFd;
+        match skel.progs.sweep_conns.attach_iter(skel.maps.conns.as_fd()) {
+            Ok(link) => Sweeper { link: Some(link) },
+            Err(e) => {
+                eprintln!(
+                    "wirescope: note: closes the kernel skips cannot be recovered here \
+                     (iterator over the connection map: {e}); they are counted as missed"
+                );
+                Sweeper { link: None }
+            }
+        }
+    }
+
+    fn sweep(&self) -> Result<()> {
+        let Some(link) = &self.link else {
+            return Ok(());
+        };
+        let mut it = libbpf_rs::Iter::new(link).context("starting the connection sweep")?;
+        // the program writes nothing to the iterator: reading runs it
+        io::copy(&mut it, &mut io::sink()).context("sweeping the connection map")?;
+        Ok(())
     }
 }
 
@@ -474,8 +532,18 @@ pub fn run(cfg: Config) -> Result<()> {
         if cfg.events { "all events" } else { "at close" },
         method.name()
     );
-    let end = runner::poll(&rb, &sink, &counters, cfg.limits, &mut losses, |_| Ok(()));
+    let sweeper = Sweeper::new(&skel);
+    let end = runner::poll(&rb, &sink, &counters, cfg.limits, &mut losses, |_| {
+        sweeper.sweep()
+    });
+    // Before detaching (a connection closing after that is not ours to
+    // report): two sweeps, so that a close missed just now is confirmed.
+    let last = sweeper.sweep().and_then(|()| {
+        std::thread::sleep(SWEEP_CONFIRM);
+        sweeper.sweep()
+    });
     skel.links = Default::default();
+    last?;
     let end = end?;
     runner::finish(&rb, &sink, &counters, &mut losses, end, || Ok(()))
 }
@@ -543,6 +611,57 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert!(v["pid"].is_null() && v["comm"].is_null() && v["duration_ms"].is_null());
         assert_eq!(v["tx_bytes"], 1000);
+    }
+
+    #[test]
+    fn a_recovered_close_has_no_duration_and_says_so() {
+        let recovered = types::conn_flags::FLAG_RECOVERED.0;
+        let no_bytes = types::conn_flags::FLAG_NO_BYTES.0;
+        let c = Conn::try_from(&event(types::conn_kind::CONN_CLOSE.0, KNOWN | recovered)).unwrap();
+        assert!(c.recovered);
+        assert_eq!((c.pid, c.duration_ns), (Some(4242), None));
+        assert_eq!((c.tx_bytes, c.rx_bytes), (Some(1000), Some(2000)));
+        let mut out = Vec::new();
+        ConnLine {
+            c: &c,
+            wall_ns: 0,
+            events: false,
+        }
+        .write_table(&mut out)
+        .unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.trim_end().ends_with("local-close (recovered)"),
+            "{text}"
+        );
+
+        let ev = event(types::conn_kind::CONN_CLOSE.0, KNOWN | recovered | no_bytes);
+        let c = Conn::try_from(&ev).unwrap();
+        assert_eq!((c.tx_bytes, c.rx_bytes), (None, None));
+        let mut out = Vec::new();
+        ConnLine {
+            c: &c,
+            wall_ns: 0,
+            events: false,
+        }
+        .write_json(&mut out)
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["recovered"], true);
+        assert!(v["tx_bytes"].is_null() && v["rx_bytes"].is_null() && v["duration_ms"].is_null());
+
+        // an ordinary close has no `recovered` field at all
+        let c = Conn::try_from(&event(types::conn_kind::CONN_CLOSE.0, KNOWN)).unwrap();
+        let mut out = Vec::new();
+        ConnLine {
+            c: &c,
+            wall_ns: 0,
+            events: false,
+        }
+        .write_json(&mut out)
+        .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert!(v.get("recovered").is_none() && !c.recovered);
     }
 
     #[test]

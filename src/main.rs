@@ -170,6 +170,10 @@ struct ConnArgs {
     #[arg(long, value_name = "N", default_value_t = conn::MAX_CONNS,
           value_parser = clap::value_parser!(u32).range(1..=16_777_216))]
     max_conns: u32,
+    /// Tests only: the kernel side ignores about one close in N, as if the
+    /// kernel had skipped it, to exercise the recovery of missed closes
+    #[arg(long, value_name = "N", default_value_t = 0, hide = true)]
+    inject_missed_closes: u32,
     #[command(flatten)]
     sock: SockArgs,
     #[command(flatten)]
@@ -182,6 +186,7 @@ impl ConnArgs {
         Ok(conn::Config {
             events: self.events,
             max_conns: self.max_conns,
+            inject_missed_closes: self.inject_missed_closes,
             ports: sock.ports,
             family: sock.family,
             proc: sock.proc,

@@ -24,6 +24,9 @@ const volatile struct conn_config cfg = {};
 /* Set by user space: 1 when the tracepoint method is in use (connect events
  * are then emitted at SYN_SENT, before the local port is chosen). */
 const volatile __u8 tracepoint_method = 0;
+/* Tests only (hidden --inject-missed-closes N): ignore about one TCP_CLOSE
+ * state change in N, as if the kernel had skipped the program. */
+const volatile __u32 inject_skip_close = 0;
 
 struct conn_event _conn_event_btf = {};
 enum conn_counter _conn_counter_btf = COUNTER_MAP_FULL;
@@ -60,8 +63,21 @@ struct conn_state {
 	__u8 flags;     /* enum conn_flags */
 	__u8 closed_by; /* END_LOCAL_CLOSE / END_REMOTE_CLOSE, first FIN */
 	__u8 reset_rx;  /* a reset arrived */
+	__u8 last;      /* the last state change seen into (TCP_*) */
 	char comm[COMM_LEN];
+	/* The addresses, kept for a close that has to be recovered (sweep_conns):
+	 * by then the socket may serve another connection. */
+	struct sock_tuple tuple;
+	__u32 netns;
+	/* When a sweep first found this socket closed (0: it did not), and the
+	 * final byte counts it read then (with FLAG_FINAL_BYTES). */
+	__u64 suspect_ns;
+	__u64 tx_final;
+	__u64 rx_final;
 };
+
+/* conn_state.flags only, next to enum conn_flags */
+#define FLAG_FINAL_BYTES 0x80
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
@@ -78,16 +94,31 @@ struct {
 	__type(value, __u64);
 } connecting SEC(".maps");
 
-static __always_inline struct conn_state *track(const struct sock *sk, __u8 side)
+static __always_inline void recover(const struct conn_state *st);
+
+static __always_inline struct conn_state *track(const struct sock *sk, __u8 side, __u8 state)
 {
 	__u64 key = (__u64)sk;
 	struct conn_state fresh = {};
-	struct conn_state *st;
+	struct conn_state *st = bpf_map_lookup_elem(&conns, &key);
 
+	/*
+	 * Every tracked connection leaves the map at its TCP_CLOSE, and a socket
+	 * opens again only after reaching TCP_CLOSE. So an entry still here means
+	 * the kernel skipped our program at that close: report it now (with bytes
+	 * only if a sweep read them before: the socket now serves the new
+	 * connection). Whoever deletes the entry reports it (see sweep_conns).
+	 */
+	if (st) {
+		struct conn_state gone = *st;
+
+		if (!bpf_map_delete_elem(&conns, &key))
+			recover(&gone);
+	}
 	fresh.start_ns = bpf_ktime_get_ns();
 	fresh.side = side;
+	fresh.last = state;
 	fresh.flags = FLAG_START_KNOWN;
-	/* a socket reused for a new connection starts over */
 	if (bpf_map_update_elem(&conns, &key, &fresh, BPF_ANY)) {
 		count(COUNTER_MAP_FULL);
 		return NULL;
@@ -158,56 +189,97 @@ static __always_inline __u64 payload_received(const struct sock *sk)
 	return received;
 }
 
-static __always_inline void emit(const struct sock *sk, const struct conn_state *st, __u8 kind,
-				 __u8 end)
+/*
+ * One event for the connection `t`. `bytes_of`: the socket to read the byte
+ * counters from (close events); NULL for a recovered close, whose counts are
+ * in `st` if a sweep read them, else unknown.
+ */
+static __always_inline void emit_tuple(const struct sock_tuple *t, __u32 netns,
+				       const struct sock *bytes_of, const struct conn_state *st,
+				       __u8 kind, __u8 end, __u8 flags)
 {
-	struct sock_tuple t = {};
 	struct conn_event *e;
 
-	if (sock_tuple(sk, &t))
-		return;
 	count(COUNTER_SEEN);
-	if ((cfg.family && t.family != cfg.family) || !port_wanted(&t) ||
+	if ((cfg.family && t->family != cfg.family) || !port_wanted(t) ||
 	    (proc_filter_active(&cfg.proc) &&
 	     (!st || !(st->flags & FLAG_PROC_KNOWN) || !(st->flags & FLAG_PROC_MATCH)))) {
 		count(COUNTER_FILTERED);
 		return;
 	}
+	if (flags & FLAG_RECOVERED)
+		count(COUNTER_RECOVERED_CLOSE);
 	e = reserve(sizeof(*e));
 	if (!e)
 		return;
 	e->ts_ns = bpf_ktime_get_ns();
 	e->kind = kind;
 	e->end = end;
-	e->family = t.family;
-	e->lport = t.lport;
-	e->rport = t.rport;
-	__builtin_memcpy(e->laddr, t.laddr, ADDR_LEN);
-	__builtin_memcpy(e->raddr, t.raddr, ADDR_LEN);
-	e->netns = sock_netns(sk);
-	if (kind == CONN_CLOSE) {
-		e->tx_bytes = payload_sent(sk);
-		e->rx_bytes = payload_received(sk);
+	e->family = t->family;
+	e->lport = t->lport;
+	e->rport = t->rport;
+	__builtin_memcpy(e->laddr, t->laddr, ADDR_LEN);
+	__builtin_memcpy(e->raddr, t->raddr, ADDR_LEN);
+	e->netns = netns;
+	if (kind == CONN_CLOSE && bytes_of) {
+		e->tx_bytes = payload_sent(bytes_of);
+		e->rx_bytes = payload_received(bytes_of);
+	} else if (kind == CONN_CLOSE && st && (st->flags & FLAG_FINAL_BYTES)) {
+		e->tx_bytes = st->tx_final;
+		e->rx_bytes = st->rx_final;
 	} else {
 		e->tx_bytes = 0;
 		e->rx_bytes = 0;
+		if (kind == CONN_CLOSE)
+			flags |= FLAG_NO_BYTES;
 	}
 	if (st) {
 		e->start_ns = st->start_ns;
 		e->pid = st->pid;
 		e->cgroup_id = st->cgroup_id;
 		e->side = st->side;
-		e->flags = st->flags & (FLAG_PROC_KNOWN | FLAG_START_KNOWN);
+		e->flags = flags | (st->flags & (FLAG_PROC_KNOWN | FLAG_START_KNOWN));
 		__builtin_memcpy(e->comm, st->comm, COMM_LEN);
 	} else {
 		e->start_ns = 0;
 		e->pid = 0;
 		e->cgroup_id = 0;
 		e->side = SIDE_UNKNOWN;
-		e->flags = 0;
+		e->flags = flags;
 		__builtin_memset(e->comm, 0, COMM_LEN);
 	}
 	submit(e);
+}
+
+/* An event for a socket as it is now. */
+static __always_inline void emit(const struct sock *sk, const struct conn_state *st, __u8 kind,
+				 __u8 end)
+{
+	struct sock_tuple t = {};
+
+	if (sock_tuple(sk, &t))
+		return;
+	emit_tuple(&t, sock_netns(sk), kind == CONN_CLOSE ? sk : NULL, st, kind, end, 0);
+}
+
+/* The close of a connection whose TCP_CLOSE we did not see, from what we
+ * kept (its bytes only if a sweep read them before the socket was reused). */
+static __always_inline void recover(const struct conn_state *st)
+{
+	__u8 end = st->reset_rx ? END_RESET_RECEIVED : st->closed_by ? st->closed_by : END_UNKNOWN;
+
+	emit_tuple(&st->tuple, st->netns, NULL, st, CONN_CLOSE, end, FLAG_RECOVERED);
+}
+
+/* Keep the connection's addresses (complete from ESTABLISHED on; an active
+ * open has no local port yet at SYN_SENT with the tracepoint method). */
+static __always_inline void remember(const struct sock *sk, struct conn_state *st, __u8 state)
+{
+	if (!st)
+		return;
+	st->last = state;
+	if (!sock_tuple(sk, &st->tuple))
+		st->netns = sock_netns(sk);
 }
 
 /* How a connection that reached TCP_CLOSE from `old` ended. */
@@ -240,7 +312,8 @@ static __always_inline void on_state(const struct sock *sk, int old, int new)
 	switch (new) {
 	case TCP_SYN_SENT_:
 		/* connect(): process context */
-		st = track(sk, SIDE_ACTIVE);
+		st = track(sk, SIDE_ACTIVE, new);
+		remember(sk, st, new);
 		set_owner(st);
 		if (tracepoint_method && cfg.events && st)
 			emit(sk, st, CONN_CONNECT, END_NONE);
@@ -248,30 +321,41 @@ static __always_inline void on_state(const struct sock *sk, int old, int new)
 	case TCP_SYN_RECV_:
 		/* the child socket of a listener: softirq, owner unknown until accept */
 		if (old == TCP_LISTEN_ || old == TCP_CLOSE_)
-			track(sk, SIDE_PASSIVE);
+			remember(sk, track(sk, SIDE_PASSIVE, new), new);
 		return;
 	case TCP_ESTABLISHED_:
+		st = lookup(sk);
+		remember(sk, st, new);
 		if (cfg.events)
-			emit(sk, lookup(sk), CONN_ESTABLISHED, END_NONE);
+			emit(sk, st, CONN_ESTABLISHED, END_NONE);
 		return;
 	case TCP_FIN_WAIT1_:
 		/* close() or shutdown() here: process context */
 		st = lookup(sk);
 		if (st && !st->closed_by)
 			st->closed_by = END_LOCAL_CLOSE;
+		if (st)
+			st->last = new;
 		set_owner(st);
 		return;
 	case TCP_CLOSE_WAIT_:
 		st = lookup(sk);
 		if (st && !st->closed_by)
 			st->closed_by = END_REMOTE_CLOSE;
+		if (st)
+			st->last = new;
 		return;
 	case TCP_LAST_ACK_:
 		/* the passive closer's close(): process context */
-		set_owner(lookup(sk));
+		st = lookup(sk);
+		if (st)
+			st->last = new;
+		set_owner(st);
 		return;
 	case TCP_CLOSE_:
 		if (old == TCP_LISTEN_)
+			return;
+		if (inject_skip_close && bpf_get_prandom_u32() % inject_skip_close == 0)
 			return;
 		st = lookup(sk);
 		if (!st)
@@ -327,6 +411,72 @@ SEC("tracepoint/tcp/tcp_receive_reset")
 int ltp_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
 {
 	on_reset_received(ctx->skaddr);
+	return 0;
+}
+
+/*
+ * The sweep: finds connections whose TCP_CLOSE our lifecycle program did not
+ * see (the kernel skips a tracing program that is already running on that
+ * CPU, sometimes without counting it), so that every connection still gets
+ * its close line. User space runs it about once a second and twice before it
+ * detaches, through a BPF iterator over `conns`.
+ *
+ * A socket is gone when it is in TCP_CLOSE or TCP_LISTEN (sockets are
+ * type-stable memory, so reading a freed one is harmless and shows its last
+ * state), or when it now has other ports than the connection we kept (reused
+ * for a connection whose opening we did not see either). A state change in
+ * flight looks the same for a moment (our program runs just before the
+ * kernel stores the new state): an entry is reported only when a sweep at
+ * least SWEEP_HOLD_NS earlier found it gone too, or SWEEP_FRESH_HOLD_NS for a
+ * connection whose last state seen was its opening.
+ */
+#define SWEEP_HOLD_NS 10000000ULL        /* 10 ms */
+#define SWEEP_FRESH_HOLD_NS 1000000000ULL /* 1 s */
+
+SEC("iter/bpf_map_elem")
+int sweep_conns(struct bpf_iter__bpf_map_elem *ctx)
+{
+	__u64 *keyp = ctx->key;
+	struct conn_state *st = ctx->value;
+	struct sock_tuple now_tuple = {};
+	struct conn_state gone;
+	const struct sock *sk;
+	__u64 key, now, hold;
+	int state, same, closed;
+
+	if (!keyp || !st)
+		return 0;
+	key = *keyp;
+	sk = (const struct sock *)key;
+	state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	same = !sock_tuple(sk, &now_tuple) && now_tuple.family == st->tuple.family &&
+	       now_tuple.rport == st->tuple.rport &&
+	       (!st->tuple.lport || now_tuple.lport == st->tuple.lport);
+	closed = state == TCP_CLOSE_ || state == TCP_LISTEN_;
+	if (!closed && same) {
+		st->suspect_ns = 0;
+		return 0;
+	}
+	if (closed && same) {
+		/* still this connection's socket: its counts are final */
+		st->tx_final = payload_sent(sk);
+		st->rx_final = payload_received(sk);
+		st->flags |= FLAG_FINAL_BYTES;
+	}
+	now = bpf_ktime_get_ns();
+	hold = st->last == TCP_SYN_SENT_ || st->last == TCP_SYN_RECV_ ? SWEEP_FRESH_HOLD_NS
+								     : SWEEP_HOLD_NS;
+	if (!st->suspect_ns) {
+		st->suspect_ns = now;
+		return 0;
+	}
+	if (now - st->suspect_ns < hold)
+		return 0;
+	/* Copy before deleting: a deleted element's memory is reused at once. */
+	__builtin_memcpy(&gone, st, sizeof(gone));
+	if (bpf_map_delete_elem(&conns, &key))
+		return 0; /* its close or a new opening on the socket came first */
+	recover(&gone);
 	return 0;
 }
 

@@ -9,6 +9,8 @@
 enum conn_counter {
 	COUNTER_MAP_FULL = COUNTER_FIRST_OWN, /* connections not tracked: map full */
 	COUNTER_UNTRACKED_CLOSE,              /* closes of connections opened before tracing */
+	COUNTER_RECOVERED_CLOSE,              /* close lines of connections whose close the programs
+	                                         * did not see, found later (passed the filters) */
 };
 
 enum conn_limits {
@@ -47,6 +49,8 @@ enum conn_flags {
 	FLAG_PROC_KNOWN = 1,   /* pid/comm/cgroup_id were seen in process context */
 	FLAG_START_KNOWN = 2,  /* the opening was seen: start_ns and duration are valid */
 	FLAG_PROC_MATCH = 4,   /* (kernel only) the process passed -p/--comm/--cgroup */
+	FLAG_RECOVERED = 8,    /* a close the programs did not see, found afterwards */
+	FLAG_NO_BYTES = 16,    /* tx_bytes/rx_bytes unknown (recovered after the socket was reused) */
 };
 
 /*
