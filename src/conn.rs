@@ -578,6 +578,11 @@ mod tests {
         ev
     }
 
+    /// One output line for `c`: JSON, or the table (with --events or not).
+    fn render(c: &Conn, wall_ns: i128, events: bool, json: bool) -> String {
+        output::render(&ConnLine { c, wall_ns, events }, json)
+    }
+
     const KNOWN: u32 = types::conn_flags::FLAG_PROC_KNOWN.0 | types::conn_flags::FLAG_START_KNOWN.0;
 
     #[test]
@@ -600,15 +605,8 @@ mod tests {
         let ev = event(types::conn_kind::CONN_CLOSE.0, 0);
         let c = Conn::try_from(&ev).unwrap();
         assert_eq!((c.pid, c.comm.clone(), c.duration_ns), (None, None, None));
-        let mut out = Vec::new();
-        ConnLine {
-            c: &c,
-            wall_ns: 0,
-            events: false,
-        }
-        .write_json(&mut out)
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let out = render(&c, 0, false, true);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert!(v["pid"].is_null() && v["comm"].is_null() && v["duration_ms"].is_null());
         assert_eq!(v["tx_bytes"], 1000);
     }
@@ -621,15 +619,8 @@ mod tests {
         assert!(c.recovered);
         assert_eq!((c.pid, c.duration_ns), (Some(4242), None));
         assert_eq!((c.tx_bytes, c.rx_bytes), (Some(1000), Some(2000)));
-        let mut out = Vec::new();
-        ConnLine {
-            c: &c,
-            wall_ns: 0,
-            events: false,
-        }
-        .write_table(&mut out)
-        .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let out = render(&c, 0, false, false);
+        let text = out;
         assert!(
             text.trim_end().ends_with("local-close (recovered)"),
             "{text}"
@@ -638,44 +629,23 @@ mod tests {
         let ev = event(types::conn_kind::CONN_CLOSE.0, KNOWN | recovered | no_bytes);
         let c = Conn::try_from(&ev).unwrap();
         assert_eq!((c.tx_bytes, c.rx_bytes), (None, None));
-        let mut out = Vec::new();
-        ConnLine {
-            c: &c,
-            wall_ns: 0,
-            events: false,
-        }
-        .write_json(&mut out)
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let out = render(&c, 0, false, true);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert_eq!(v["recovered"], true);
         assert!(v["tx_bytes"].is_null() && v["rx_bytes"].is_null() && v["duration_ms"].is_null());
 
         // an ordinary close has no `recovered` field at all
         let c = Conn::try_from(&event(types::conn_kind::CONN_CLOSE.0, KNOWN)).unwrap();
-        let mut out = Vec::new();
-        ConnLine {
-            c: &c,
-            wall_ns: 0,
-            events: false,
-        }
-        .write_json(&mut out)
-        .unwrap();
-        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        let out = render(&c, 0, false, true);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
         assert!(v.get("recovered").is_none() && !c.recovered);
     }
 
     #[test]
     fn json_fields_of_a_close() {
         let c = Conn::try_from(&event(types::conn_kind::CONN_CLOSE.0, KNOWN)).unwrap();
-        let mut out = Vec::new();
-        ConnLine {
-            c: &c,
-            wall_ns: 1_700_000_000_000_000_000,
-            events: false,
-        }
-        .write_json(&mut out)
-        .unwrap();
-        let text = String::from_utf8(out).unwrap();
+        let out = render(&c, 1_700_000_000_000_000_000, false, true);
+        let text = out;
         assert_eq!(
             text,
             "{\"type\":\"conn\",\"time\":\"2023-11-14T22:13:20.000000Z\",\"event\":\"close\",\
@@ -693,15 +663,8 @@ mod tests {
             (c.tx_bytes, c.rx_bytes, c.duration_ns, c.end),
             (None, None, None, None)
         );
-        let mut out = Vec::new();
-        ConnLine {
-            c: &c,
-            wall_ns: 0,
-            events: true,
-        }
-        .write_table(&mut out)
-        .unwrap();
-        let line = String::from_utf8(out).unwrap();
+        let out = render(&c, 0, true, false);
+        let line = out;
         assert!(line.starts_with("connect "), "{line}");
         assert!(
             line.contains("10.0.0.1:40000") && line.contains("192.0.2.9:443"),

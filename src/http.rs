@@ -466,13 +466,7 @@ mod tests {
             ifname: "eth0",
             wall_ns: 1_709_210_096_789_012_345,
         };
-        let mut out = Vec::new();
-        if json {
-            line.write_json(&mut out).unwrap();
-        } else {
-            line.write_table(&mut out).unwrap();
-        }
-        String::from_utf8(out).unwrap()
+        output::render(&line, json)
     }
 
     #[test]

@@ -448,6 +448,18 @@ pub fn write_json_counts(
     writeln!(w, "}}")
 }
 
+/// A record's line as text, JSON or table (for unit tests).
+#[cfg(test)]
+pub fn render(rec: &dyn Record, json: bool) -> String {
+    let mut out = Vec::new();
+    if json {
+        rec.write_json(&mut out).unwrap();
+    } else {
+        rec.write_table(&mut out).unwrap();
+    }
+    String::from_utf8(out).unwrap()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -736,15 +736,11 @@ mod tests {
     }
 
     fn json_of(r: &dyn Record) -> String {
-        let mut out = Vec::new();
-        r.write_json(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        output::render(r, true)
     }
 
     fn table_of(r: &dyn Record) -> String {
-        let mut out = Vec::new();
-        r.write_table(&mut out).unwrap();
-        String::from_utf8(out).unwrap()
+        output::render(r, false)
     }
 
     #[test]
