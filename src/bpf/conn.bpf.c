@@ -355,8 +355,10 @@ static __always_inline void on_state(const struct sock *sk, int old, int new)
 	case TCP_CLOSE_:
 		if (old == TCP_LISTEN_)
 			return;
-		if (inject_skip_close && bpf_get_prandom_u32() % inject_skip_close == 0)
+		if (inject_skip_close && bpf_get_prandom_u32() % inject_skip_close == 0) {
+			count(COUNTER_INJECTED_SKIP);
 			return;
+		}
 		st = lookup(sk);
 		if (!st)
 			count(COUNTER_UNTRACKED_CLOSE);
@@ -428,7 +430,9 @@ int ltp_receive_reset(struct trace_event_raw_tcp_event_sk *ctx)
  * flight looks the same for a moment (our program runs just before the
  * kernel stores the new state): an entry is reported only when a sweep at
  * least SWEEP_HOLD_NS earlier found it gone too, or SWEEP_FRESH_HOLD_NS for a
- * connection whose last state seen was its opening.
+ * connection whose last state seen was its opening. For each entry it leaves
+ * waiting for that, it writes one byte to the iterator's output, so that user
+ * space sweeps again soon instead of after its usual pause.
  */
 #define SWEEP_HOLD_NS 10000000ULL        /* 10 ms */
 #define SWEEP_FRESH_HOLD_NS 1000000000ULL /* 1 s */
@@ -438,7 +442,9 @@ int sweep_conns(struct bpf_iter__bpf_map_elem *ctx)
 {
 	__u64 *keyp = ctx->key;
 	struct conn_state *st = ctx->value;
+	struct seq_file *seq = ctx->meta->seq;
 	struct sock_tuple now_tuple = {};
+	char again = 1;
 	struct conn_state gone;
 	const struct sock *sk;
 	__u64 key, now, hold;
@@ -466,12 +472,12 @@ int sweep_conns(struct bpf_iter__bpf_map_elem *ctx)
 	now = bpf_ktime_get_ns();
 	hold = st->last == TCP_SYN_SENT_ || st->last == TCP_SYN_RECV_ ? SWEEP_FRESH_HOLD_NS
 								     : SWEEP_HOLD_NS;
-	if (!st->suspect_ns) {
+	if (!st->suspect_ns)
 		st->suspect_ns = now;
+	if (now - st->suspect_ns < hold) {
+		bpf_seq_write(seq, &again, 1);
 		return 0;
 	}
-	if (now - st->suspect_ns < hold)
-		return 0;
 	/* Copy before deleting: a deleted element's memory is reused at once. */
 	__builtin_memcpy(&gone, st, sizeof(gone));
 	if (bpf_map_delete_elem(&conns, &key))

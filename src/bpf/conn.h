@@ -11,6 +11,7 @@ enum conn_counter {
 	COUNTER_UNTRACKED_CLOSE,              /* closes of connections opened before tracing */
 	COUNTER_RECOVERED_CLOSE,              /* close lines of connections whose close the programs
 	                                         * did not see, found later (passed the filters) */
+	COUNTER_INJECTED_SKIP,                /* tests only: closes ignored on purpose */
 };
 
 enum conn_limits {
