@@ -439,26 +439,36 @@ impl Sweeper {
     /// Called about once a second: sweeps when the kernel counted skipped
     /// runs since the last sweep, when the last sweep left entries to look
     /// at again, or after SWEEP_EVERY (some kernels skip without counting).
-    fn tick(&mut self, missed: u64) -> Result<()> {
+    fn tick(&mut self, missed: u64) {
         let now = Instant::now();
         if missed == self.missed && now < self.next {
-            return Ok(());
+            return;
         }
         self.missed = missed;
-        let again = self.sweep()?;
+        let again = self.sweep();
         self.next = now + if again { Duration::ZERO } else { SWEEP_EVERY };
-        Ok(())
     }
 
     /// One pass over the map; true when it left entries to confirm later.
-    fn sweep(&self) -> Result<bool> {
+    /// A failed sweep ends the sweeping, not the tracing (said once).
+    fn sweep(&mut self) -> bool {
         let Some(link) = &self.link else {
-            return Ok(false);
+            return false;
         };
-        let mut it = libbpf_rs::Iter::new(link).context("starting the connection sweep")?;
-        // one byte per entry that needs another look
-        let waiting = io::copy(&mut it, &mut io::sink()).context("sweeping the connection map")?;
-        Ok(waiting > 0)
+        let pass = libbpf_rs::Iter::new(link)
+            .context("starting the connection sweep")
+            .and_then(|mut it| {
+                // one byte per entry that needs another look
+                io::copy(&mut it, &mut io::sink()).context("sweeping the connection map")
+            });
+        match pass {
+            Ok(waiting) => waiting > 0,
+            Err(e) => {
+                eprintln!("wirescope: note: {e:#}; closes the kernel skips are counted as missed from now on");
+                self.link = None;
+                false
+            }
+        }
     }
 }
 
@@ -561,16 +571,15 @@ pub fn run(cfg: Config) -> Result<()> {
     let end = runner::poll(&rb, &sink, &counters, cfg.limits, &mut losses, |_| {
         // an injected skip (tests) stands for a skip the kernel counted
         let injected = counters.get(types::conn_counter::COUNTER_INJECTED_SKIP.0)?;
-        sweeper.tick(counters.missed() + injected)
+        sweeper.tick(counters.missed() + injected);
+        Ok(())
     });
     // Before detaching (a connection closing after that is not ours to
     // report): two sweeps, so that a close missed just now is confirmed.
-    let last = sweeper.sweep().and_then(|_| {
-        std::thread::sleep(SWEEP_CONFIRM);
-        sweeper.sweep()
-    });
+    sweeper.sweep();
+    std::thread::sleep(SWEEP_CONFIRM);
+    sweeper.sweep();
     skel.links = Default::default();
-    last?;
     let end = end?;
     runner::finish(&rb, &sink, &counters, &mut losses, end, || Ok(()))
 }
