@@ -12,7 +12,7 @@
 #   VM_MEMORY=2G VM_CPUS=2  guest size
 #   GUEST_PATIENCE=SECS     WIRESCOPE_TEST_PATIENCE inside guests (default 180)
 #   GUEST_MANY_CONNS=N      connections of conn's many-connections test in guests,
-#                           per attach method (default 2000; the host makes 10000)
+#                           per attach method (default 10000, as on the host)
 # Results and consoles: .cache/matrix/<kernel>/. Exit status 1 if any kernel failed.
 set -euo pipefail
 
@@ -25,7 +25,7 @@ VM_TIMEOUT=${VM_TIMEOUT:-2400}
 VM_MEMORY=${VM_MEMORY:-2G}
 VM_CPUS=${VM_CPUS:-2}
 GUEST_PATIENCE=${GUEST_PATIENCE:-180}
-GUEST_MANY_CONNS=${GUEST_MANY_CONNS:-2000}
+GUEST_MANY_CONNS=${GUEST_MANY_CONNS:-10000}
 # Inside guests every attach method must run (and fail loudly if it cannot).
 GUEST_ATTACH=fentry,kprobe,tracepoint
 

@@ -486,8 +486,8 @@ fn each_connection_once(many: &Many, method: &str, port: u16) -> (Vec<Value>, Ve
 fn ten_thousand_short_connections_each_reported_once() {
     require_privileges();
     let lab = Lab::new();
-    // 10,000 on the host; the kernel-matrix guests (software emulation, one run
-    // per attach method) set fewer with WIRESCOPE_TEST_MANY_CONNS.
+    // 10,000 (WIRESCOPE_TEST_MANY_CONNS sets fewer, for a quick run of the
+    // kernel matrix)
     let total: usize = std::env::var("WIRESCOPE_TEST_MANY_CONNS")
         .ok()
         .and_then(|n| n.parse().ok())
